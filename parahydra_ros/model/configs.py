@@ -1,0 +1,91 @@
+"""Model configurations: the paper's size, a CPU-sized ``small`` and a ``tiny`` one for tests.
+
+Widths follow ``model-spec.md`` §8. Every configuration keeps every module; only
+widths change. The ablation switches of §7 are fields too, so a checkpoint's
+config says exactly which variant it holds.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+JD_FUSIONS = ("pmifm", "jct", "attn2d", "hpa_only", "vpa_only", "ldmic", "none")
+ENTROPY_MODELS = ("para", "para_wo_pccm", "para_wo_pgcm", "mlicpp", "ldmic_ckbd")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of one ParaHydra model (or one of its ablation variants)."""
+
+    name: str
+    N: int  # hidden width of the transforms and of the hyper-latent z
+    M: int  # latent channels of y
+    slices: int = 8  # K channel slices of Para-EM
+    ep_hidden: tuple[int, int, int] = (320, 256, 128)  # entropy-parameter network widths
+    channel_ctx_hidden: tuple[int, int] = (192, 128)  # PCCM head widths
+    lrp_hidden: tuple[int, int] = (224, 128)  # latent residual prediction (off by default)
+    local_window: int = 5  # checkerboard-attention window
+    local_heads: int = 2
+    global_heads: int = 2  # PGCM heads
+    sk_reduction: int = 16  # SKM d = max(C / r, L)
+    sk_min: int = 32
+    # Rate points: one gain vector per quality on y and z (Cui et al. 2021).
+    # ``lambdas`` multiply the MSE of [0, 1] images (LDMIC convention).
+    lambdas: tuple[float, ...] = (128.0, 384.0, 1152.0, 3456.0)
+    # Ablation switches (model-spec §7).
+    jd_fusion: str = "pmifm"
+    entropy_model: str = "para"
+    lrp: bool = False
+
+    def __post_init__(self) -> None:
+        if self.M % self.slices:
+            raise ValueError(f"M={self.M} is not divisible into {self.slices} slices")
+        if self.jd_fusion not in JD_FUSIONS:
+            raise ValueError(f"jd_fusion {self.jd_fusion!r} not in {JD_FUSIONS}")
+        if self.entropy_model not in ENTROPY_MODELS:
+            raise ValueError(f"entropy_model {self.entropy_model!r} not in {ENTROPY_MODELS}")
+        if not self.lambdas:
+            raise ValueError("a model needs at least one quality level")
+
+    @property
+    def slice_channels(self) -> int:
+        """Channels per slice, ``c = M / K``."""
+        return self.M // self.slices
+
+    @property
+    def num_qualities(self) -> int:
+        return len(self.lambdas)
+
+    def with_(self, **changes: Any) -> "ModelConfig":
+        """A copy with some fields changed (e.g. an ablation switch)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        tuples = {k: tuple(v) for k, v in data.items() if isinstance(v, list)}
+        return cls(**{**data, **tuples})
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "paper": ModelConfig(name="paper", N=192, M=192),
+    "small": ModelConfig(
+        name="small", N=64, M=128, ep_hidden=(160, 128, 64), channel_ctx_hidden=(64, 48),
+        lrp_hidden=(64, 48), sk_reduction=8, sk_min=16,
+    ),
+    "tiny": ModelConfig(
+        name="tiny", N=32, M=64, ep_hidden=(64, 48, 32), channel_ctx_hidden=(32, 16),
+        lrp_hidden=(32, 16), sk_reduction=4, sk_min=8,
+    ),
+}
+
+
+def get_config(name: str, **changes: Any) -> ModelConfig:
+    """A preset by name (``paper``, ``small``, ``tiny``), optionally with switches changed."""
+    try:
+        base = PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown model config {name!r}; choose one of {sorted(PRESETS)}") from None
+    return base.with_(**changes) if changes else base
