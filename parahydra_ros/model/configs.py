@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+#: Images are padded to a multiple of this: z lives at 1/64 of the image and
+#: Para-EM's checkerboard needs an even latent size.
+PAD_MULTIPLE = 64
+
 JD_FUSIONS = ("pmifm", "jct", "attn2d", "hpa_only", "vpa_only", "ldmic", "none")
 ENTROPY_MODELS = ("para", "para_wo_pccm", "para_wo_pgcm", "mlicpp", "ldmic_ckbd")
 

@@ -1,0 +1,147 @@
+"""``parahydra``: one command, with sub-commands, for everything the package does.
+
+    parahydra encode IMAGE OUT.phyd [--quality Q] [--model CKPT]
+    parahydra decode IN_0.phyd [IN_1.phyd …] --out-dir DIR [--separate]
+    parahydra info IN.phyd
+
+(``train``, ``eval``, ``bag``, ``launch`` and ``demo`` register themselves from
+their own modules.) Errors about the user's input exit with status 2 and one line.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+
+from .codec import container
+from .codec.checkpoint import CheckpointError
+from .codec.errors import PayloadError
+
+#: Modules that add sub-commands (each has ``register(subparsers)``); they keep heavy
+#: imports (ROS, training) inside their command functions.
+_EXTENSIONS = ("parahydra_ros.train", "parahydra_ros.eval.report", "parahydra_ros.bag",
+               "parahydra_ros.ros.launcher", "parahydra_ros.demo")
+
+
+class UserError(Exception):
+    """Bad input from the user: reported in one line, exit status 2."""
+
+
+def read_image(path: Path):
+    """An image file as uint8 RGB (H×W×3) or mono (H×W)."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise UserError(f"{path}: not a readable image")
+    if image.dtype != "uint8":
+        raise UserError(f"{path}: only 8-bit images are supported, got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = image[:, :, :3]
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if image.ndim == 3 else image
+
+
+def write_image(path: Path, image) -> None:
+    """Write uint8 RGB or mono as a PNG (or any format OpenCV knows by suffix)."""
+    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    if not cv2.imwrite(str(path), pixels):
+        raise UserError(f"{path}: could not write image")
+
+
+def _load_codec(args):
+    from .codec.api import ParaHydraCodec
+
+    return ParaHydraCodec.load(args.model, device=args.device)
+
+
+def cmd_encode(args) -> None:
+    codec = _load_codec(args)
+    image = read_image(args.image)
+    payload = codec.encode(image, args.quality)
+    if args.output.exists() and not args.force:
+        raise UserError(f"{args.output} exists (use --force to overwrite)")
+    args.output.write_bytes(payload)
+    h, w = image.shape[:2]
+    print(f"{args.output}: {len(payload)} bytes, {8 * len(payload) / (h * w):.4f} bpp "
+          f"({w}x{h}, quality {args.quality}, model {codec.identity.name})")
+
+
+def cmd_decode(args) -> None:
+    codec = _load_codec(args)
+    payloads = [Path(p).read_bytes() for p in args.inputs]
+    images = codec.decode(payloads, joint=not args.separate)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for path, image in zip(args.inputs, images):
+        out = args.out_dir / (Path(path).stem + ".png")
+        write_image(out, image)
+        print(out)
+
+
+def cmd_info(args) -> None:
+    payload = args.input.read_bytes()
+    h = container.read_header(payload)
+    print(f"file            {args.input}")
+    print(f"bytes           {len(payload)}")
+    print(f"format version  {container.FORMAT_VERSION}")
+    print(f"model           {h.model_name} ({h.model_hash})")
+    print(f"quality         {h.quality}")
+    print(f"size            {h.width}x{h.height} ({'mono' if h.mono else 'rgb'}), "
+          f"padded {h.padded_hw[1]}x{h.padded_hw[0]}")
+    print(f"bits per pixel  {8 * len(payload) / (h.height * h.width):.4f}")
+    print(f"symbols hash    {h.symbols_hash}")
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, default=None,
+                        help="checkpoint (default: the packaged model)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parahydra", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    enc = sub.add_parser("encode", help="code one image file (one camera view)")
+    enc.add_argument("image", type=Path)
+    enc.add_argument("output", type=Path)
+    enc.add_argument("--quality", type=int, default=1)
+    enc.add_argument("--force", action="store_true", help="overwrite OUTPUT")
+    _add_model_args(enc)
+    enc.set_defaults(func=cmd_encode)
+
+    dec = sub.add_parser("decode", help="jointly decode the coded views of one instant")
+    dec.add_argument("inputs", nargs="+", type=Path)
+    dec.add_argument("--out-dir", type=Path, required=True)
+    dec.add_argument("--separate", action="store_true", help="decode every view alone")
+    _add_model_args(dec)
+    dec.set_defaults(func=cmd_decode)
+
+    info = sub.add_parser("info", help="print a coded file's header")
+    info.add_argument("input", type=Path)
+    info.set_defaults(func=cmd_info)
+
+    for name in _EXTENSIONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (UserError, PayloadError, CheckpointError, FileNotFoundError) as error:
+        print(f"parahydra {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Bitstream container and the high-level encode/decode API (ROS-free)."""

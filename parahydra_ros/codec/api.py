@@ -1,0 +1,147 @@
+"""The high-level codec every other part calls: encode one view, decode a group.
+
+    codec = ParaHydraCodec.load()                      # the packaged default model
+    payload = codec.encode(image_rgb_uint8, quality=2)  # on each camera, alone
+    images = codec.decode([payload_0, payload_1, …])    # at the joint decoder
+
+``encode`` only ever sees one image, so a camera's bytes cannot depend on any other
+view; ``decode`` entropy-decodes each view independently, checks the symbols against
+the hash the encoder wrote, then runs Para-JD across every view of the group.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..model.parahydra import ParaHydra
+from . import container
+from .checkpoint import ModelIdentity, load_model
+from .container import CodedView, ViewHeader
+from .errors import DesynchronizedDecode, ModelMismatch, PayloadError, SizeMismatch
+from .images import image_to_tensor, padding_for, tensor_to_image
+
+
+def symbols_hash(symbols: torch.Tensor) -> str:
+    """16 hex digits identifying the quantised latent symbols of one view."""
+    data = symbols.to(torch.int32).contiguous().numpy().tobytes()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+@dataclass
+class DecodedGroup:
+    """The result of decoding a group: images of the views that decoded, errors of the rest."""
+
+    images: dict[int, np.ndarray] = field(default_factory=dict)
+    errors: dict[int, PayloadError] = field(default_factory=dict)
+
+
+class ParaHydraCodec:
+    """A loaded ParaHydra model with the encode / decode API."""
+
+    def __init__(self, model: ParaHydra, identity: ModelIdentity, device: str = "cpu"):
+        self.model = model.eval()
+        self.identity = identity
+        self.device = resolve_device(device)
+        self.model.to_devices(encoder=self.device, decoder=self.device)
+
+    @classmethod
+    def load(cls, checkpoint: str | Path | None = None, device: str = "cpu") -> "ParaHydraCodec":
+        """Load a checkpoint (``None``: the packaged default model)."""
+        model, identity, _ = load_model(checkpoint)
+        return cls(model, identity, device)
+
+    @property
+    def num_qualities(self) -> int:
+        return self.model.cfg.num_qualities
+
+    # -- encoder side --------------------------------------------------------------------
+    def encode(self, image: np.ndarray, quality: int) -> bytes:
+        """Code ONE uint8 image (H×W×3 RGB or H×W mono) at ``quality`` into a container."""
+        self._check_quality(quality)
+        height, width = image.shape[:2]
+        pad_bottom, pad_right = padding_for(height, width)
+        strings = self.model.compress_view(image_to_tensor(image), quality)
+        header = ViewHeader(
+            model_name=self.identity.name, model_hash=self.identity.hash, quality=quality,
+            height=height, width=width, pad_bottom=pad_bottom, pad_right=pad_right,
+            mono=image.ndim == 2 or image.shape[2] == 1, symbols_hash=symbols_hash(strings.y_symbols),
+        )
+        return container.pack(CodedView(header, strings.z, strings.y))
+
+    # -- decoder side --------------------------------------------------------------------
+    def check(self, payload: bytes) -> CodedView:
+        """Parse a payload and check that this model can decode it."""
+        view = container.unpack(payload)
+        h = view.header
+        if (h.model_name, h.model_hash) != (self.identity.name, self.identity.hash):
+            raise ModelMismatch(
+                f"coded by model {h.model_name} ({h.model_hash}), this decoder holds "
+                f"{self.identity.name} ({self.identity.hash})")
+        self._check_quality(h.quality)
+        return view
+
+    def decode(self, payloads: Sequence[bytes], joint: bool = True) -> list[np.ndarray]:
+        """Decode the views of one instant; raises the first view's ``PayloadError``."""
+        group = self.decode_group(payloads, joint=joint)
+        for index, error in sorted(group.errors.items()):
+            raise type(error)(f"view {index}: {error}") from error
+        return [group.images[i] for i in range(len(payloads))]
+
+    def decode_group(self, payloads: Sequence[bytes], joint: bool = True) -> DecodedGroup:
+        """Decode what can be decoded: bad views are reported, the others decoded jointly.
+
+        Views must share one padded size to be fused; views of another size than the
+        group's most common one are reported as ``SizeMismatch``.
+        """
+        group = DecodedGroup()
+        latents: dict[int, tuple[torch.Tensor, ViewHeader]] = {}
+        for index, payload in enumerate(payloads):
+            try:
+                latents[index] = self._decode_latent(self.check(payload))
+            except PayloadError as error:
+                group.errors[index] = error
+        if not latents:
+            return group
+        sizes = [h.padded_hw for _, h in latents.values()]
+        common = max(set(sizes), key=sizes.count)
+        for index, (_, h) in list(latents.items()):
+            if h.padded_hw != common:
+                group.errors[index] = SizeMismatch(
+                    f"{h.height}x{h.width} does not match the group's {common[0]}x{common[1]} (padded)")
+                del latents[index]
+        order = sorted(latents)
+        x_hat = self.model.synthesize(torch.cat([latents[i][0] for i in order]), joint=joint)
+        for row, index in enumerate(order):
+            h = latents[index][1]
+            group.images[index] = tensor_to_image(x_hat[row], h.height, h.width, h.mono)
+        return group
+
+    def _decode_latent(self, view: CodedView) -> tuple[torch.Tensor, ViewHeader]:
+        h = view.header
+        try:
+            y_hat, symbols = self.model.decompress_latent(view.z, view.y, h.padded_hw, h.quality)
+        except (RuntimeError, ValueError, IndexError) as error:
+            raise DesynchronizedDecode(f"entropy decoding failed: {error}") from error
+        if symbols_hash(symbols) != h.symbols_hash:
+            raise DesynchronizedDecode(
+                "decoded latent symbols differ from the encoder's (entropy-model desync: "
+                "different weights or non-reproducible arithmetic)")
+        return y_hat, h
+
+    def _check_quality(self, quality: int) -> None:
+        if not 0 <= quality < self.num_qualities:
+            raise ModelMismatch(f"quality {quality} outside this model's 0..{self.num_qualities - 1}")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``cpu``, ``cuda`` (error when absent) or ``auto`` (cuda if available)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+    return torch.device(device)

@@ -1,0 +1,1 @@
+"""ParaHydra's modules, named after the paper: OPAM, PMIFM, Para-JD, Para-EM."""

@@ -1,0 +1,228 @@
+"""``parahydra train``: rate–distortion training of ParaHydra, resumable, single or multi-GPU.
+
+Stages, as the CPU budget needs (model card): pretrain the single-view parts with
+``--views 1`` (Para-JD without side views is a plain decoder), then fine-tune the
+fusion with ``--views 2-3 --init single.pt``. One run trains every quality level: each
+sample draws a quality and its λ. ``torchrun --nproc_per_node K parahydra-train …``
+(or ``python -m torch.distributed.run``) trains with DistributedDataParallel (NCCL on
+GPUs, gloo on CPUs).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from .codec.checkpoint import load_checkpoint, save_checkpoint
+from .loss import RateDistortionLoss
+from .model.configs import ModelConfig, get_config
+from .model.parahydra import ParaHydra
+
+
+@dataclass
+class TrainSettings:
+    """Everything a run needs besides the data; recorded in every checkpoint."""
+
+    config: str = "small"
+    steps: int = 20000
+    batch_size: int = 8
+    crop: int = 128
+    min_views: int = 2
+    max_views: int = 3
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    lr_drops: tuple[float, ...] = (0.8, 0.95)  # fractions of ``steps`` where the LR halves
+    clip: float = 1.0
+    metric: str = "mse"
+    val_every: int = 500
+    save_every: int = 500
+    seed: int = 0
+    amp: bool = False
+    device: str = "auto"
+
+
+class Trainer:
+    """One training run: model, optimisers, schedule, logging and checkpoints."""
+
+    def __init__(self, settings: TrainSettings, data, out_dir: Path, cfg: ModelConfig | None = None,
+                 name: str | None = None):
+        self.s = settings
+        self.data = data  # has .batch(step, rank) -> (x B×V×3×H×W, quality B) and .validation()
+        self.out_dir = out_dir
+        self.rank, self.world = _distributed_rank()
+        self.device = _device(settings.device, self.rank)
+        torch.manual_seed(settings.seed + self.rank)
+        self.cfg = cfg or get_config(settings.config)
+        self.name = name or f"parahydra-{self.cfg.name}"
+        self.model = ParaHydra(self.cfg).to(self.device)
+        self.criterion = RateDistortionLoss(self.cfg.lambdas, settings.metric).to(self.device)
+        main, aux = _parameter_groups(self.model)
+        self.optimizer = torch.optim.Adam(main, lr=settings.lr)
+        self.aux_optimizer = torch.optim.Adam(aux, lr=settings.aux_lr)
+        milestones = [int(f * settings.steps) for f in settings.lr_drops]
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, gamma=0.5)
+        self.step = 0
+        self.wall = 0.0  # seconds of training so far, over every resumed run
+        self.net: nn.Module = self.model
+        if self.world > 1:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)
+
+    # -- state ---------------------------------------------------------------------------
+    def load_weights(self, path: Path) -> None:
+        """Initialise from another checkpoint's weights (e.g. single-view pretraining)."""
+        state = load_checkpoint(path)["state_dict"]
+        own = self.model.state_dict()
+        matched = {k: v.float() for k, v in state.items() if k in own and own[k].shape == v.shape}
+        self.model.load_state_dict(matched, strict=False)
+        _log(self.rank, f"initialised {len(matched)}/{len(own)} tensors from {path}")
+
+    def resume(self, path: Path) -> None:
+        """Continue a run exactly where its checkpoint left it."""
+        checkpoint = load_checkpoint(path)
+        meta = checkpoint["metadata"]
+        self.model.load_state_dict({k: v.float() for k, v in checkpoint["state_dict"].items()},
+                                   strict=False)
+        self.optimizer.load_state_dict(meta["optimizer"])
+        self.aux_optimizer.load_state_dict(meta["aux_optimizer"])
+        self.scheduler.load_state_dict(meta["scheduler"])
+        torch.set_rng_state(meta["rng"])
+        self.step, self.wall = meta["step"], meta["wall_seconds"]
+        _log(self.rank, f"resumed {path} at step {self.step}")
+
+    def save(self, path: Path, command: str) -> None:
+        if self.rank:
+            return
+        save_checkpoint(
+            path, self.model, self.name,
+            step=self.step, wall_seconds=self.wall, settings=_plain(vars(self.s)),
+            data=self.data.describe(), command=command, qualities=list(self.cfg.lambdas),
+            optimizer=self.optimizer.state_dict(), aux_optimizer=self.aux_optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(), rng=torch.get_rng_state(),
+        )
+
+    # -- loop ----------------------------------------------------------------------------
+    def train_step(self, x: Tensor, quality: Tensor) -> dict[str, float]:
+        self.net.train()
+        x, quality = x.to(self.device), quality.to(self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.aux_optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, enabled=self.s.amp and self.device.type == "cuda"):
+            output = self.net(x, quality)
+        metrics = self.criterion(output, x, quality)
+        metrics["loss"].backward()
+        if self.s.clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.s.clip)
+        self.optimizer.step()
+        aux = self.model.aux_loss()
+        aux.backward()
+        self.aux_optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return {**{k: float(v) for k, v in metrics.items()}, "aux": float(aux)}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Estimated bpp and PSNR per quality on the held-back groups."""
+        self.model.eval()
+        results: dict[str, float] = {}
+        for q in range(self.cfg.num_qualities):
+            totals = {"bpp": 0.0, "psnr": 0.0}
+            groups = self.data.validation()
+            for x in groups:
+                x = x.to(self.device)
+                quality = torch.full((x.shape[0],), q, device=self.device)
+                metrics = self.criterion(self.model(x, quality), x, quality)
+                totals["bpp"] += float(metrics["bpp"])
+                totals["psnr"] += float(metrics["psnr"])
+            for key, value in totals.items():
+                results[f"val_{key}_q{q}"] = value / max(len(groups), 1)
+        return results
+
+    def run(self, command: str) -> None:
+        from tqdm import tqdm
+
+        log = MetricsLog(self.out_dir / "metrics.csv") if self.rank == 0 else None
+        bar = tqdm(total=self.s.steps, initial=self.step, disable=self.rank != 0,
+                   dynamic_ncols=True, unit="step")
+        latest = self.out_dir / "latest.pt"
+        while self.step < self.s.steps:
+            start = time.perf_counter()
+            x, quality = self.data.batch(self.step, self.rank)
+            metrics = self.train_step(x, quality)
+            self.wall += time.perf_counter() - start
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", bpp=f"{metrics['bpp']:.3f}",
+                            psnr=f"{metrics['psnr']:.2f}")
+            row = {"step": self.step, "wall_s": round(self.wall, 1),
+                   "lr": self.optimizer.param_groups[0]["lr"], **metrics}
+            if self.step % self.s.val_every == 0 or self.step == self.s.steps:
+                row.update(self.validate())
+            if log:
+                log.write(row)
+            if self.step % self.s.save_every == 0 or self.step == self.s.steps:
+                self.save(latest, command)
+        bar.close()
+
+
+class MetricsLog:
+    """Append-only CSV of training metrics; the header grows when new columns appear."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, row: dict[str, Any]) -> None:
+        rows = list(csv.DictReader(self.path.open())) if self.path.exists() else []
+        fields = list(dict.fromkeys([*(rows[0].keys() if rows else []), *row]))
+        if rows and list(rows[0].keys()) == fields:
+            with self.path.open("a", newline="") as handle:
+                csv.DictWriter(handle, fields).writerow(row)
+            return
+        with self.path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fields)
+            writer.writeheader()
+            writer.writerows([*rows, row])
+
+
+def _parameter_groups(model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
+    """Main parameters and the EntropyBottleneck quantiles (optimised by the aux loss)."""
+    main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    return main, aux
+
+
+def _distributed_rank() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _device(name: str, rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+    return torch.device(name)
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def _log(rank: int, message: str) -> None:
+    if rank == 0:
+        print(message, file=sys.stderr)
