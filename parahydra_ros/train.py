@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .codec.checkpoint import load_checkpoint, save_checkpoint
+from .codec.checkpoint import apply_state, load_checkpoint, save_checkpoint
 from .loss import RateDistortionLoss
 from .model.configs import ModelConfig, get_config
 from .model.parahydra import ParaHydra
@@ -83,18 +83,14 @@ class Trainer:
     # -- state ---------------------------------------------------------------------------
     def load_weights(self, path: Path) -> None:
         """Initialise from another checkpoint's weights (e.g. single-view pretraining)."""
-        state = load_checkpoint(path)["state_dict"]
-        own = self.model.state_dict()
-        matched = {k: v.float() for k, v in state.items() if k in own and own[k].shape == v.shape}
-        self.model.load_state_dict(matched, strict=False)
-        _log(self.rank, f"initialised {len(matched)}/{len(own)} tensors from {path}")
+        loaded = apply_state(self.model, load_checkpoint(path)["state_dict"], strict=False)
+        _log(self.rank, f"initialised {len(loaded)}/{len(self.model.state_dict())} tensors from {path}")
 
     def resume(self, path: Path) -> None:
         """Continue a run exactly where its checkpoint left it."""
         checkpoint = load_checkpoint(path)
         meta = checkpoint["metadata"]
-        self.model.load_state_dict({k: v.float() for k, v in checkpoint["state_dict"].items()},
-                                   strict=False)
+        apply_state(self.model, checkpoint["state_dict"])
         self.optimizer.load_state_dict(meta["optimizer"])
         self.aux_optimizer.load_state_dict(meta["aux_optimizer"])
         self.scheduler.load_state_dict(meta["scheduler"])
@@ -151,14 +147,17 @@ class Trainer:
                 results[f"val_{key}_q{q}"] = value / max(len(groups), 1)
         return results
 
-    def run(self, command: str) -> None:
+    def run(self, command: str, until: int | None = None) -> None:
+        """Train up to step ``until`` (default: the end of the schedule), saving as it goes."""
         from tqdm import tqdm
+
+        until = min(until or self.s.steps, self.s.steps)
 
         log = MetricsLog(self.out_dir / "metrics.csv") if self.rank == 0 else None
         bar = tqdm(total=self.s.steps, initial=self.step, disable=self.rank != 0,
                    dynamic_ncols=True, unit="step")
         latest = self.out_dir / "latest.pt"
-        while self.step < self.s.steps:
+        while self.step < until:
             start = time.perf_counter()
             x, quality = self.data.batch(self.step, self.rank)
             metrics = self.train_step(x, quality)
@@ -172,7 +171,7 @@ class Trainer:
                 row.update(self.validate())
             if log:
                 log.write(row)
-            if self.step % self.s.save_every == 0 or self.step == self.s.steps:
+            if self.step % self.s.save_every == 0 or self.step in (until, self.s.steps):
                 self.save(latest, command)
         bar.close()
 
@@ -226,3 +225,68 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
 def _log(rank: int, message: str) -> None:
     if rank == 0:
         print(message, file=sys.stderr)
+
+
+def register(subparsers) -> None:
+    """Add ``parahydra train`` to the CLI."""
+    defaults = TrainSettings()
+    p = subparsers.add_parser("train", help="train a ParaHydra model (resumable, DDP via torchrun)")
+    p.add_argument("--out", type=Path, required=True, help="run directory (latest.pt, metrics.csv)")
+    p.add_argument("--config", default=defaults.config, help="paper, small or tiny")
+    p.add_argument("--jd-fusion", default=None, help="ablation: joint-decoder fusion variant")
+    p.add_argument("--entropy-model", default=None, help="ablation: entropy model variant")
+    p.add_argument("--data", default="synthetic",
+                   help="photos | synthetic | folder:ROOT[:groups|instereo2k|cityscapes|wildtrack]")
+    p.add_argument("--textures", nargs="*", default=[], help="extra photo folders for textures")
+    p.add_argument("--views", default=f"{defaults.min_views}-{defaults.max_views}",
+                   help="views per group, N or MIN-MAX (1 = single-view pretraining)")
+    for name in ("steps", "batch_size", "crop", "val_every", "save_every", "seed"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    for name in ("lr", "aux_lr", "clip"):
+        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    p.add_argument("--metric", choices=("mse", "ms-ssim"), default=defaults.metric)
+    p.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
+    p.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--resume", action="store_true",
+                   help="continue OUT/latest.pt when it exists (restartable jobs)")
+    p.add_argument("--init", type=Path, help="start from another checkpoint's weights")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> None:
+    from .data.training import TrainingBatches
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    low, _, high = args.views.partition("-")
+    views = (int(low), int(high or low))
+    settings = TrainSettings(
+        config=args.config, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
+        min_views=views[0], max_views=views[1], lr=args.lr, aux_lr=args.aux_lr, clip=args.clip,
+        metric=args.metric, val_every=args.val_every, save_every=args.save_every, seed=args.seed,
+        amp=args.amp, device=args.device)
+    switches = {k: v for k, v in (("jd_fusion", args.jd_fusion), ("entropy_model", args.entropy_model)) if v}
+    cfg = get_config(args.config, **switches)
+    data = TrainingBatches(args.data, args.batch_size, args.crop, views, cfg.num_qualities,
+                           seed=args.seed, texture_dirs=args.textures)
+    trainer = Trainer(settings, data, args.out, cfg)
+    latest = args.out / "latest.pt"
+    if args.resume and latest.exists():
+        trainer.resume(latest)
+    elif args.init:
+        trainer.load_weights(args.init)
+    trainer.run(command=shlex.join(["parahydra", *sys.argv[1:]]))
+
+
+def main() -> int:
+    """``parahydra-train`` for torchrun: the ``train`` sub-command's arguments."""
+    parser = argparse.ArgumentParser(prog="parahydra-train")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["train", *sys.argv[1:]])
+    args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

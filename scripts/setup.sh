@@ -4,7 +4,8 @@
 #      (PyTorch, CompressAI, OpenCV, rosbags and ROS 2 Kilted wheels from PyPI);
 #   2. the CompressedLatent message and this package built with CMake/rosidl
 #      and installed into the venv prefix, as colcon would into install/;
-#   3. an environment file, $VENV/env.sh, that every other command sources.
+#   3. the Debian codecs the evaluation compares against (x265, aom-tools);
+#   4. an environment file, $VENV/env.sh, that every other command sources.
 # A second run with nothing changed only re-checks stamps and takes seconds.
 set -euo pipefail
 
@@ -30,6 +31,9 @@ if [ "$(cat "$req_stamp" 2>/dev/null)" != "$req_hash" ]; then
 else
   say "requirements up to date"
 fi
+
+# x265 and aom-tools for the classical anchors of `parahydra eval` (apt; skipped when present).
+bash "$repo/scripts/setup_eval_tools.sh"
 
 # The ROS wheels keep their CMake packages and libraries in the venv prefix.
 export AMENT_PREFIX_PATH="$venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"

@@ -94,15 +94,32 @@ def load_model(path: str | Path | None = None) -> tuple[ParaHydra, ModelIdentity
     if state_hash(state) != identity.hash:
         raise CheckpointError(f"{path}: weights do not match their recorded hash (corrupted file?)")
     model = ParaHydra(ModelConfig.from_dict(checkpoint["config"]))
-    result = nn.Module.load_state_dict(
-        model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=False)
-    missing = [k for k in result.missing_keys if not _is_cdf_buffer(k)]
-    if missing or result.unexpected_keys:
-        raise CheckpointError(f"{path}: weights do not fit the model they declare "
-                              f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
+    try:
+        apply_state(model, state)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
     model.eval()
     model.update(force=True)
     return model, identity, checkpoint.get("metadata", {})
+
+
+def apply_state(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> list[str]:
+    """Load stored weights (float32 again) into ``model``; returns the names loaded.
+
+    CDF tables are not stored (``update()`` rebuilds them). ``strict=False`` loads only
+    the tensors whose name and shape match (e.g. single-view pretraining into a model
+    with other fusion modules).
+    """
+    own = model.state_dict()
+    if not strict:
+        state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    result = nn.Module.load_state_dict(
+        model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=False)
+    missing = [k for k in result.missing_keys if not _is_cdf_buffer(k)]
+    if strict and (missing or result.unexpected_keys):
+        raise CheckpointError(f"weights do not fit the model they declare "
+                              f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
+    return list(state)
 
 
 def _is_cdf_buffer(key: str) -> bool:

@@ -1,0 +1,67 @@
+"""Rate-distortion points of a codec over a set of images, and the rate a curve needs for a PSNR."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy.interpolate import PchipInterpolator
+
+from parahydra_ros.eval.anchors import Anchor
+from parahydra_ros.eval.metrics import ms_ssim, psnr
+
+
+@dataclass(frozen=True)
+class RDPoint:
+    """One setting of a codec over an image set.
+
+    ``bpp`` is all coded bits over all pixels (a pixel-weighted mean); ``psnr``
+    (dB) and ``ms_ssim`` are plain means of the per-image values.
+    """
+
+    quality: int
+    bpp: float
+    psnr: float
+    ms_ssim: float
+
+
+def anchor_rd_points(
+    images: Sequence[np.ndarray], anchor: Anchor, qualities: Sequence[int] | None = None
+) -> list[RDPoint]:
+    """Code every ``HxWx3`` ``uint8`` RGB image at each quality (default: the anchor's sweep)."""
+    if not images:
+        raise ValueError("anchor_rd_points needs at least one image")
+    pixels = sum(image.shape[0] * image.shape[1] for image in images)
+    points = []
+    for quality in anchor.qualities if qualities is None else qualities:
+        coded = [anchor.encode_decode(image, quality) for image in images]
+        points.append(
+            RDPoint(
+                quality=quality,
+                bpp=8.0 * sum(c.num_bytes for c in coded) / pixels,
+                psnr=float(np.mean([psnr(image, c.decoded) for image, c in zip(images, coded)])),
+                ms_ssim=float(np.mean([ms_ssim(image, c.decoded) for image, c in zip(images, coded)])),
+            )
+        )
+    return points
+
+
+def bpp_at_psnr(points: Sequence[RDPoint], target_psnr: float) -> float:
+    """Bits per pixel the RD curve needs to reach ``target_psnr``.
+
+    Interpolates log-bpp against PSNR with a monotone piecewise cubic (PCHIP)
+    through the curve's non-dominated points (those with a higher PSNR than
+    every cheaper point), so the result rises with the target. Targets outside
+    the curve's PSNR range raise ``ValueError``: there is no extrapolation.
+    """
+    frontier: list[RDPoint] = []
+    for point in sorted(points, key=lambda p: (p.bpp, -p.psnr)):
+        if np.isfinite(point.psnr) and (not frontier or point.psnr > frontier[-1].psnr):
+            frontier.append(point)
+    if len(frontier) < 2:
+        raise ValueError(f"need at least two RD points with distinct PSNR, got {len(frontier)}")
+    low, high = frontier[0].psnr, frontier[-1].psnr
+    if not low <= target_psnr <= high:
+        raise ValueError(f"target PSNR {target_psnr:.2f} dB is outside the curve's range [{low:.2f}, {high:.2f}] dB")
+    log_bpp = PchipInterpolator([p.psnr for p in frontier], np.log([p.bpp for p in frontier]))
+    return float(np.exp(log_bpp(target_psnr)))

@@ -1,0 +1,1 @@
+"""The ROS 2 layer: nodes, message conversion and synchronization; thin, over the ROS-free core."""

@@ -1,0 +1,181 @@
+"""Partial groups, so that one stalled camera does not stall the others.
+
+An approximate-time synchronizer fires complete groups only: when one input
+stops, every other input's messages wait until they are trimmed. A
+``PartialGroupCollector`` sees every message as it arrives and is told which
+ones the synchronizer fired. Those it forgets; any other message that has waited
+longer than ``deadline`` is given out by ``poll`` in a partial group. It also
+says when an input goes missing (nothing for longer than ``deadline``) and when
+it comes back, once each, so the node logs a missing camera once.
+
+A partial group is built around the oldest expired message (its *anchor*): for
+every other input, the waiting message closest in stamp to the anchor joins if
+the group's stamp spread stays strictly below ``slop`` (as for a complete group),
+whether that message has expired yet or not. Each input appears at most once.
+A partial group may happen to hold every input (a set the synchronizer missed,
+e.g. one it had trimmed); ``Group.complete`` tells.
+
+Every (input, stamp) is delivered at most once: when the synchronizer fires a
+group some of whose members already went out in a partial group (the others
+arrived late), ``complete`` returns only the members still to deliver; a message
+added after its group was completed (callbacks may run in either order) is ignored.
+
+Stamps are integer nanoseconds; arrival and poll times are seconds on one
+monotonic clock (``time.monotonic()`` online, stream time offline).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from parahydra_ros.sync.approximate_time import Group, seconds_to_ns
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PollResult(Generic[T]):
+    """What ``PartialGroupCollector.poll`` found: partial groups and input transitions."""
+
+    groups: tuple[Group[T], ...]
+    went_missing: tuple[int, ...]  # inputs silent for longer than the deadline since the last poll
+    came_back: tuple[int, ...]  # inputs reported missing that have delivered again
+
+
+class PartialGroupCollector(Generic[T]):
+    """Gives out, as partial groups, messages no complete group took within ``deadline`` seconds.
+
+    Thread-safe. Memory is bounded: at most ``capacity`` waiting messages per
+    input (beyond it the oldest stamp is dropped and counted in ``dropped``) and
+    as many remembered stamps of delivered messages; keep ``capacity`` above the
+    synchronizer's ``queue_size`` and above the messages one input sends within
+    ``deadline``. The missing-input clock starts at the first time it is given.
+    """
+
+    def __init__(self, num_inputs: int, slop: float, deadline: float, capacity: int = 256) -> None:
+        if num_inputs < 1:
+            raise ValueError(f"num_inputs must be at least 1, got {num_inputs}")
+        if deadline <= 0:
+            raise ValueError(f"deadline must be positive, got {deadline} s")
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.num_inputs = num_inputs
+        self.slop_ns = seconds_to_ns(slop)
+        self.deadline = deadline
+        self.capacity = capacity
+        self._waiting: list[dict[int, tuple[float, T]]] = [{} for _ in range(num_inputs)]
+        self._delivered: list[dict[int, None]] = [{} for _ in range(num_inputs)]  # ordered set
+        self._last_seen: list[float | None] = [None] * num_inputs
+        self._start: float | None = None
+        self._missing: set[int] = set()
+        self._came_back: set[int] = set()
+        self._dropped = 0
+        self._lock = threading.Lock()
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped so far: over ``capacity``, or replaced by one with the same input and stamp."""
+        with self._lock:
+            return self._dropped
+
+    @property
+    def missing(self) -> frozenset[int]:
+        """Inputs currently reported missing."""
+        with self._lock:
+            return frozenset(self._missing)
+
+    def add(self, index: int, stamp: int, arrival: float, item: T) -> None:
+        """Record that input ``index`` delivered ``item`` stamped ``stamp`` (ns) at time ``arrival`` (s)."""
+        if not 0 <= index < self.num_inputs:
+            raise IndexError(f"input index {index} out of range for {self.num_inputs} inputs")
+        with self._lock:
+            if self._start is None:
+                self._start = arrival
+            self._last_seen[index] = arrival
+            if index in self._missing:
+                self._missing.discard(index)
+                self._came_back.add(index)
+            if stamp in self._delivered[index]:
+                return
+            waiting = self._waiting[index]
+            if stamp in waiting:
+                self._dropped += 1
+            waiting[stamp] = (arrival, item)
+            while len(waiting) > self.capacity:
+                del waiting[min(waiting)]
+                self._dropped += 1
+
+    def complete(self, group: Group[T]) -> Group[T] | None:
+        """Consume a group the synchronizer fired; return what of it is still to deliver.
+
+        That is ``group`` itself, unless some members already went out in a
+        partial group: then a partial group of the others, or ``None``.
+        """
+        with self._lock:
+            stamps: list[int | None] = []
+            items: list[T | None] = []
+            for index, (stamp, item) in enumerate(zip(group.stamps, group.items)):
+                if stamp is None or stamp in self._delivered[index]:
+                    stamps.append(None)
+                    items.append(None)
+                    continue
+                self._waiting[index].pop(stamp, None)
+                self._remember_delivered(index, stamp)
+                stamps.append(stamp)
+                items.append(item)
+        if stamps == list(group.stamps):
+            return group
+        if all(stamp is None for stamp in stamps):
+            return None
+        return Group(stamps=tuple(stamps), items=tuple(items))
+
+    def poll(self, now: float) -> PollResult[T]:
+        """Give out the messages that waited longer than the deadline, and input transitions."""
+        with self._lock:
+            if self._start is None:
+                self._start = now
+            expired = sorted(
+                (stamp, index)
+                for index, waiting in enumerate(self._waiting)
+                for stamp, (arrival, _) in waiting.items()
+                if now - arrival > self.deadline
+            )
+            groups = []
+            for stamp, index in expired:
+                if stamp in self._waiting[index]:  # not taken by an earlier group
+                    groups.append(self._take_group(index, stamp))
+            went_missing = []
+            for index, last in enumerate(self._last_seen):
+                silent_since = self._start if last is None else last
+                if index not in self._missing and now - silent_since > self.deadline:
+                    self._missing.add(index)
+                    went_missing.append(index)
+            came_back = tuple(sorted(self._came_back))
+            self._came_back.clear()
+        return PollResult(groups=tuple(groups), went_missing=tuple(went_missing), came_back=came_back)
+
+    def _take_group(self, anchor_index: int, anchor_stamp: int) -> Group[T]:
+        """Remove and return the partial group around one expired message (lock held)."""
+        members = {anchor_index: anchor_stamp}
+        for index, waiting in enumerate(self._waiting):
+            if index == anchor_index:
+                continue
+            for stamp in sorted(waiting, key=lambda s: abs(s - anchor_stamp)):
+                if max(*members.values(), stamp) - min(*members.values(), stamp) < self.slop_ns:
+                    members[index] = stamp
+                    break
+        stamps: list[int | None] = [None] * self.num_inputs
+        items: list[T | None] = [None] * self.num_inputs
+        for index, stamp in members.items():
+            _, items[index] = self._waiting[index].pop(stamp)
+            stamps[index] = stamp
+            self._remember_delivered(index, stamp)
+        return Group(stamps=tuple(stamps), items=tuple(items))
+
+    def _remember_delivered(self, index: int, stamp: int) -> None:
+        """Record a delivered stamp, forgetting the oldest beyond ``capacity`` (lock held)."""
+        delivered = self._delivered[index]
+        delivered[stamp] = None
+        while len(delivered) > self.capacity:
+            del delivered[next(iter(delivered))]
