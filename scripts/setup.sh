@@ -44,12 +44,25 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
   say "configuring the message build"
   cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
     -DCMAKE_PREFIX_PATH="$venv" -DCMAKE_INSTALL_PREFIX="$venv" \
-    -DPython3_EXECUTABLE="$venv/bin/python3" > "$build.configure.log" 2>&1 \
+    -DPython3_EXECUTABLE="$venv/bin/python3" -DPARAHYDRA_INSTALL_PYTHON_SOURCES=OFF \
+    > "$build.configure.log" 2>&1 \
     || { cat "$build.configure.log"; exit 1; }
 fi
 say "building and installing parahydra_ros into $venv"
 cmake --build "$build" -j 2 > "$build.build.log" 2>&1 || { cat "$build.build.log"; exit 1; }
 cmake --install "$build" > "$build.install.log" 2>&1 || { cat "$build.install.log"; exit 1; }
+
+# Development install: the generated message module stays where rosidl put it, and
+# every source module is a link to this checkout, so edits take effect at once.
+site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+for source in "$repo"/parahydra_ros/*; do
+  name="$(basename "$source")"
+  [ "$name" = __pycache__ ] && continue
+  target="$site/parahydra_ros/$name"
+  [ "$(readlink "$target" 2>/dev/null)" = "$source" ] && continue
+  rm -rf "$target"
+  ln -s "$source" "$target"
+done
 
 cat > "$venv/env.sh" <<ENV
 # Written by scripts/setup.sh: source it to use parahydra_ros from this checkout.
