@@ -18,13 +18,14 @@ from pathlib import Path
 import cv2
 
 from .codec import container
-from .codec.checkpoint import CheckpointError
-from .codec.errors import PayloadError
+from .codec.errors import CheckpointError, PayloadError
 
-#: Modules that add sub-commands (each has ``register(subparsers)``); they keep heavy
-#: imports (ROS, training) inside their command functions.
-_EXTENSIONS = ("parahydra_ros.train", "parahydra_ros.eval.report", "parahydra_ros.bag",
-               "parahydra_ros.ros.launcher", "parahydra_ros.demo")
+#: Sub-commands that live in their own modules (each has ``register(subparsers)``).
+#: Only the module of the command being run is imported, so e.g. ``parahydra launch``
+#: does not pay for importing the training code.
+_EXTENSIONS = {"train": "parahydra_ros.train", "eval": "parahydra_ros.eval.report",
+               "bag": "parahydra_ros.bag", "launch": "parahydra_ros.ros.launcher",
+               "demo": "parahydra_ros.demo"}
 
 
 class UserError(Exception):
@@ -99,7 +100,9 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser; with ``command`` (the first argument), only that command's
+    extension module is imported (all of them for ``--help``)."""
     parser = argparse.ArgumentParser(prog="parahydra", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -122,19 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("input", type=Path)
     info.set_defaults(func=cmd_info)
 
-    for name in _EXTENSIONS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name != name:
-                raise
-            continue
-        module.register(sub)
+    for name, module in _EXTENSIONS.items():
+        if command in (None, name):
+            importlib.import_module(module).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and not argv[0].startswith("-") else None
+    args = build_parser(command).parse_args(argv)
     try:
         args.func(args)
     except (UserError, PayloadError, CheckpointError, FileNotFoundError) as error:

@@ -1,6 +1,7 @@
 """Tiny models and natural test images shared by the codec tests."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,14 @@ def photo(height: int = 128, width: int = 192, shift: int = 0) -> np.ndarray:
     return np.ascontiguousarray(image[100 : 100 + height, 150 - shift : 150 - shift + width])
 
 
+@functools.cache
+def _photos() -> tuple[np.ndarray, ...]:
+    return data.astronaut(), data.chelsea(), data.coffee(), data.rocket()
+
+
 def _training_crops(rng: np.random.Generator, count: int, size: int = 64) -> torch.Tensor:
     """Random crops of scikit-image's bundled photographs (never the evaluation data)."""
-    photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
+    photos = _photos()
     crops = []
     for _ in range(count):
         image = photos[rng.integers(len(photos))]

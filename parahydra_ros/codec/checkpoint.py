@@ -15,15 +15,12 @@ from torch import nn
 
 from ..model.configs import ModelConfig
 from ..model.parahydra import ParaHydra
+from .errors import CheckpointError
 
 FORMAT = "parahydra-checkpoint"
 FORMAT_VERSION = 1
 #: The model shipped in the package and loaded when no checkpoint is named.
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "parahydra_small.pt"
-
-
-class CheckpointError(ValueError):
-    """A file that is not a usable ParaHydra checkpoint."""
 
 
 @dataclass(frozen=True)

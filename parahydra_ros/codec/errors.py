@@ -1,4 +1,4 @@
-"""Why a payload cannot be decoded: one exception class per reason, all ``PayloadError``."""
+"""Why a payload cannot be decoded (one ``PayloadError`` per reason), or a model cannot be loaded."""
 from __future__ import annotations
 
 
@@ -32,3 +32,7 @@ class SizeMismatch(PayloadError):
 
 class DesynchronizedDecode(PayloadError):
     """Entropy decoding produced other symbols than the encoder coded."""
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable ParaHydra checkpoint."""

@@ -8,7 +8,7 @@ import rclpy.logging
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
-from ..codec.checkpoint import CheckpointError
+from ..codec.errors import CheckpointError
 
 
 class NodeSetupError(ValueError):

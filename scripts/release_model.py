@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Ship a training run as the packaged default model, with its model card.
+
+    python scripts/release_model.py RUN_DIR [--name parahydra-small] [--eval-data ../shared/data]
+
+Writes ``parahydra_ros/weights/parahydra_small.pt`` (float16 weights, config, quality
+levels, provenance; no optimiser state), evaluates it on the real multi-view sets of
+``--eval-data`` against the classical anchors (``parahydra eval``), plots the training
+curve, and writes ``parahydra_ros/weights/MODEL_CARD.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+WEIGHTS = REPO / "parahydra_ros" / "weights"
+EVAL_SETS = {  # name: (folder under --eval-data, views per group)
+    "middlebury2005_06": ("middlebury2005_06", 2),
+    "kermit (3 views)": ("bundler_kermit", 3),
+}
+
+
+def export(run: Path, name: str) -> dict:
+    from parahydra_ros.codec.checkpoint import load_checkpoint, load_model, save_checkpoint
+
+    model, _, meta = load_model(run / "latest.pt")
+    keep = {k: meta[k] for k in ("step", "wall_seconds", "settings", "data", "command", "qualities")}
+    out = WEIGHTS / "parahydra_small.pt"
+    identity = save_checkpoint(out, model, name, half=True, **keep)
+    load_checkpoint(out)  # the shipped file loads
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), {identity.name} {identity.hash}")
+    return {"identity": identity, "config": model.cfg.to_dict(), **keep}
+
+
+def evaluate(eval_data: Path, out_dir: Path) -> dict[str, dict]:
+    reports = {}
+    for label, (folder, views) in EVAL_SETS.items():
+        root = eval_data / folder
+        if not root.is_dir():
+            continue
+        json_path = out_dir / f"eval_{folder}.json"
+        subprocess.run([sys.executable, "-m", "parahydra_ros.cli", "eval", "--data", str(root),
+                        "--max-views", str(views), "--json", str(json_path),
+                        "--plot", str(out_dir / f"rd_{folder}.png")], check=True)
+        reports[label] = json.loads(json_path.read_text())
+    return reports
+
+
+def plot_curve(metrics: Path, path: Path) -> list[dict]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in csv.DictReader(metrics.open()) if r.get("val_psnr_q0")]
+    figure, axis = plt.subplots(figsize=(7, 4), dpi=110)
+    qualities = sorted({k.split("_q")[1] for k in rows[0] if k.startswith("val_psnr_q")}) if rows else []
+    for q in qualities:
+        axis.plot([float(r["wall_s"]) / 3600 for r in rows], [float(r[f"val_psnr_q{q}"]) for r in rows],
+                  label=f"quality {q}")
+    axis.set_xlabel("training wall time (h)")
+    axis.set_ylabel("validation PSNR (dB, synthetic groups)")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.savefig(path, bbox_inches="tight")
+    return rows
+
+
+def card(info: dict, reports: dict, curve_rows: list[dict]) -> str:
+    identity = info["identity"]
+    lines = [
+        f"# Model card: {identity.name}", "",
+        f"Weights `parahydra_small.pt`, hash `{identity.hash}`, config `{info['config']['name']}` "
+        f"(N={info['config']['N']}, M={info['config']['M']}, {info['config']['slices']} slices), "
+        f"{len(info['qualities'])} quality levels "
+        f"(λ = {', '.join(str(int(q)) for q in info['qualities'])}, MSE on [0, 1] images), stored in float16.",
+        "", "## Training", "",
+        f"- command: `{info['command']}`",
+        f"- data: {json.dumps(info['data'])}",
+        f"- iterations: {info['step']}, training wall time {info['wall_seconds'] / 3600:.2f} h on this 2-core CPU",
+        "- convergence: `training_curve.png` (validation PSNR per quality on held-back synthetic groups)", "",
+    ]
+    if curve_rows:
+        last = curve_rows[-1]
+        lines += ["| step | wall h | " + " | ".join(f"q{q} bpp / dB" for q in range(len(info["qualities"]))) + " |",
+                  "|---" * (2 + len(info["qualities"])) + "|"]
+        for row in curve_rows[:: max(1, len(curve_rows) // 8)] + ([last] if curve_rows[-1] is not last else []):
+            cells = [f"{float(row[f'val_bpp_q{q}']):.3f} / {float(row[f'val_psnr_q{q}']):.2f}"
+                     for q in range(len(info["qualities"]))]
+            lines.append(f"| {row['step']} | {float(row['wall_s']) / 3600:.2f} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## Evaluation on real multi-view images (never used for training)", ""]
+    for label, report in reports.items():
+        lines += [f"### {label}: {len(report['groups'])} groups", "",
+                  "| codec | BD-rate vs JPEG (cubic) | BD-rate vs JPEG (PCHIP) | BD-PSNR (PCHIP) |", "|---|---|---|---|"]
+        for name, row in report["bd"].items():
+            lines.append(f"| {name} | {row['bd_rate_cubic']:.2f} % | {row['bd_rate_pchip']:.2f} % | "
+                         f"{row['bd_psnr_pchip']:.2f} dB |")
+        lines += ["", "| codec | RD points (bpp / PSNR dB) |", "|---|---|"]
+        for name, points in report["curves"].items():
+            lines.append(f"| {name} | " + ", ".join(f"{p['bpp']:.3f} / {p['psnr']:.2f}" for p in points) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--name", default="parahydra-small")
+    parser.add_argument("--eval-data", type=Path, default=REPO.parent / "shared" / "data")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    info = export(args.run, args.name)
+    reports = evaluate(args.eval_data, WEIGHTS)
+    rows = plot_curve(args.run / "metrics.csv", WEIGHTS / "training_curve.png")
+    (WEIGHTS / "MODEL_CARD.md").write_text(card(info, reports, rows))
+    print(f"wrote {WEIGHTS / 'MODEL_CARD.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
