@@ -63,5 +63,12 @@ def trained_tiny_model(seed: int = 0, steps: int = 150, **switches) -> ParaHydra
 
 def tiny_checkpoint(path: Path, seed: int = 0, name: str = "tiny-test", steps: int = 150,
                     **switches) -> Path:
-    save_checkpoint(path, trained_tiny_model(seed, steps, **switches), name)
+    """Write a tiny checkpoint to ``path``; trained once per test session and argument set."""
+    key = (seed, name, steps, tuple(sorted(switches.items())))
+    if key not in _TRAINED:
+        _TRAINED[key] = trained_tiny_model(seed, steps, **switches)
+    save_checkpoint(path, _TRAINED[key], name)
     return path
+
+
+_TRAINED: dict[tuple, ParaHydra] = {}

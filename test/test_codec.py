@@ -93,9 +93,16 @@ def test_arbitrary_sizes_and_mono(codec):
 
 def test_joint_and_separate_decoding_differ_only_by_fusion(codec):
     payloads = [codec.encode(photo(shift=s), 2) for s in (0, 6)]
-    joint = codec.decode(payloads)
     separate = codec.decode(payloads, joint=False)
-    assert separate[0].shape == joint[0].shape
+    # Fusion gates start at 0: before multi-view training, joint decoding is separate decoding.
+    assert all(np.array_equal(a, b) for a, b in zip(codec.decode(payloads), separate))
+    gates = codec.model.decoder.gates
+    gates.fill_(1.0)
+    try:
+        joint = codec.decode(payloads)
+    finally:
+        gates.zero_()
+    assert joint[0].shape == separate[0].shape
     assert not np.array_equal(joint[0], separate[0])
 
 

@@ -254,6 +254,8 @@ def test_para_jd_separate_decoding_skips_fusion_with_the_same_weights():
     y = torch.randn(1, 3, CFG.M, 2, 3)
     with torch.no_grad():
         torch.testing.assert_close(jd(y, joint=False), sep(y), atol=1e-6, rtol=0)
+        torch.testing.assert_close(jd(y), sep(y), atol=1e-6, rtol=0)  # gates start closed
+        jd.gates.fill_(1.0)
         assert (jd(y) - sep(y)).abs().max() > 1e-4  # joint decoding does use the other views
 
 
@@ -261,6 +263,11 @@ def test_para_jd_backward_reaches_opam():
     torch.manual_seed(0)
     jd = ParaJD(CFG)
     y = torch.randn(1, 3, CFG.M, 2, 3, requires_grad=True)
+    jd(y).square().mean().backward()
+    assert jd.gates.grad.abs().min() > 0  # closed gates still learn to open
+    jd.zero_grad()
+    with torch.no_grad():
+        jd.gates.fill_(0.5)
     jd(y).square().mean().backward()
     for fusion in (jd.fusion1, jd.fusion2):
         opam = fusion.aligner

@@ -11,6 +11,13 @@ Every view is refined from the same inputs (Jacobi style): ``u_i = PMIFM_1(y_i,
 {y_j}_{j != i})``, and likewise at the second level. Weights are shared over views;
 one view (no side) is plain single-image decoding.
 
+Each fusion's residual is scaled by a learnable gate initialised at 0 (as in
+ReZero, Bachlechner et al. 2020): ``u = y + g·(PMIFM(y, sides) − y)``. An untrained
+joint decoder is then exactly the separate one, so multi-view fine-tuning of a
+single-view-pretrained model (how a CPU budget trains it) starts from the
+single-view quality and only adds what the fusion is worth. The paper does not
+say; with ``g = 1`` this is the paper's Para-JD.
+
 ``cfg.jd_fusion`` picks the fusion (model-spec §7): ``pmifm`` (OPAM), ``jct``,
 ``attn2d``, ``hpa_only``, ``vpa_only`` (PMIFM with another aligner), ``ldmic``
 (LDMIC Multi-JCT) or ``none`` (no fusion: Sep Enc-Dec).
@@ -52,12 +59,13 @@ class ParaJD(nn.Module):
         self.deconv1 = nn.Sequential(deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True))
         self.fusion2 = _fusion(N, cfg)
         self.deconv2 = nn.Sequential(deconv(N, N), GDN(N, inverse=True), deconv(N, 3))
+        self.gates = nn.Parameter(torch.zeros(2))  # fusion residual gates (see module doc)
 
-    @staticmethod
-    def _fuse(fusion: Optional[nn.Module], x: Tensor, joint: bool) -> Tensor:
-        if fusion is None or not joint:
+    def _fuse(self, level: int, x: Tensor, joint: bool) -> Tensor:
+        fusion = (self.fusion1, self.fusion2)[level]
+        if fusion is None or not joint or x.shape[1] == 1:
             return x
-        return fusion.fuse_views(x)
+        return x + self.gates[level] * (fusion.fuse_views(x) - x)
 
     @staticmethod
     def _per_view(layers: nn.Module, x: Tensor) -> Tensor:
@@ -78,6 +86,6 @@ class ParaJD(nn.Module):
         """
         if y_hat.dim() != 5:
             raise ValueError(f"ParaJD expects B x V x M x h x w latents, got shape {tuple(y_hat.shape)}")
-        u = self._fuse(self.fusion1, y_hat, joint)
-        v = self._fuse(self.fusion2, self._per_view(self.deconv1, u), joint)
+        u = self._fuse(0, y_hat, joint)
+        v = self._fuse(1, self._per_view(self.deconv1, u), joint)
         return self._per_view(self.deconv2, v).contiguous()

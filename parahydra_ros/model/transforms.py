@@ -4,16 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from compressai.layers import GDN
-
-
-def conv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
-    return nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2)
-
-
-def deconv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(
-        in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1
-    )
+from compressai.models.utils import conv, deconv
 
 
 def analysis_transform(N: int, M: int) -> nn.Sequential:
@@ -26,7 +17,7 @@ def analysis_transform(N: int, M: int) -> nn.Sequential:
 def hyper_analysis(N: int, M: int) -> nn.Sequential:
     """``h_a``: M×h×w → N×h/4×w/4."""
     return nn.Sequential(
-        conv(M, N, kernel=3, stride=1), nn.LeakyReLU(inplace=True),
+        conv(M, N, kernel_size=3, stride=1), nn.LeakyReLU(inplace=True),
         conv(N, N), nn.LeakyReLU(inplace=True),
         conv(N, N),
     )
@@ -37,5 +28,5 @@ def hyper_synthesis(N: int, M: int) -> nn.Sequential:
     return nn.Sequential(
         deconv(N, N), nn.LeakyReLU(inplace=True),
         deconv(N, M * 3 // 2), nn.LeakyReLU(inplace=True),
-        conv(M * 3 // 2, M * 2, kernel=3, stride=1),
+        conv(M * 3 // 2, M * 2, kernel_size=3, stride=1),
     )
