@@ -194,7 +194,9 @@ def _decoder(context, checkpoint=None, codec=None, **params):
 def test_three_cameras_round_trip_with_stamps_sizes_encodings(ros_context, tiny_checkpoint, codec, groups):
     """3 encoders + 1 joint decoder, each loading the checkpoint named by its `model` parameter."""
     encoders = [_encoder(ros_context, c, tiny_checkpoint, quality=1) for c in CAMERAS]
-    decoder = _decoder(ros_context, tiny_checkpoint, diagnostics_period=0.3)
+    # A generous deadline: on a loaded machine the three encoders may finish far apart,
+    # and this test is about complete groups (stragglers have their own test).
+    decoder = _decoder(ros_context, tiny_checkpoint, diagnostics_period=0.3, partial_deadline=10.0)
     probe = Probe(ros_context)
     inputs = [probe.publisher(Image, f"/{c}/image") for c in CAMERAS]
     for c in CAMERAS:
