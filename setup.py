@@ -24,7 +24,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["parahydra_ros", "parahydra_ros.*"]),
-    package_data={"parahydra_ros": ["weights/*.pt", "weights/*.md"]},
+    package_data={"parahydra_ros": ["weights/*.pt", "weights/*.md", "weights/*.png"]},
+    # The message definition, where rosbag tools look for it without a ROS install.
+    data_files=[("share/parahydra_ros/msg", ["msg/CompressedLatent.msg"])],
     install_requires=pinned("core"),
     extras_require={"eval": pinned("eval"), "test": pinned("test"), "ros": pinned("ros")},
     entry_points={

@@ -1,0 +1,158 @@
+"""``compress``: replace each camera topic of a bag by a ``CompressedLatent`` topic, copy the rest.
+
+One pass over the input in log-time order. A camera message (``sensor_msgs/Image``
+or ``CompressedImage``) is converted to pixels and coded alone (the encoder never
+sees another view, exactly as ``encoder_node``), and its ``CompressedLatent`` is
+written on ``<topic>/parahydra`` at the same log time, with the source header,
+size and encoding. Every other message is copied byte for byte, with its log time,
+on a connection with the same type, definition, type hash and offered QoS.
+
+The camera frames are also grouped as the decoder will group them, to report the
+groups (complete and partial) and, with ``verify``, to decode each group jointly
+and compare it with the source pixels (PSNR).
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..codec.api import ParaHydraCodec
+from ..codec.container import FORMAT_VERSION
+from ..eval.metrics import psnr
+from . import messages as m
+from .errors import BagError, FrameError, TopicError
+from .grouping import SyncSettings, decode_views, grouped
+from .reading import InputBag, disk_size, open_bag
+from .summary import Progress, Summary
+from .topics import latent_topic
+from .writing import OutputBag, atomic_output, check_output
+
+#: ``custom_data`` key of the output's metadata recording what coded it (informational).
+CUSTOM_DATA_KEY = "parahydra_ros.compress"
+
+
+@dataclass(frozen=True)
+class _Frame:
+    topic: str
+    topic_index: int
+    bag_index: int
+    payload: bytes
+    pixels: np.ndarray | None  # kept only to verify
+
+
+def compress_bag(source: Path | str, output: Path | str, cameras: Sequence[str], codec: ParaHydraCodec,
+                 quality: int, *, sync: SyncSettings = SyncSettings(), storage: str | None = None,
+                 force: bool = False, verify: bool = False, progress: bool = False) -> Summary:
+    """Write ``output``: ``source`` with every camera topic replaced by its latent topic."""
+    source, output = Path(source), Path(output)
+    check_output(source, output, force)
+    if not 0 <= quality < codec.num_qualities:
+        raise BagError(f"quality {quality} outside 0..{codec.num_qualities - 1} of model {codec.identity.name}")
+    start = time.perf_counter()
+    with open_bag(source) as bag:
+        cameras = _check_cameras(bag, cameras)
+        factory = m.MessageFactory(m.make_typestore())
+        summary = Summary("compress", source, output)
+        with atomic_output(source, output, force) as target, \
+                OutputBag(target, storage or _default_storage(bag), factory.typestore) as out:
+            for key, value in bag.custom_data.items():
+                out.set_custom_data(key, value)
+            out.set_custom_data(CUSTOM_DATA_KEY, json.dumps({
+                "model_name": codec.identity.name, "model_hash": codec.identity.hash, "quality": quality,
+                "format_version": FORMAT_VERSION, "topics": {latent_topic(c): c for c in cameras}}))
+            total = sum(bag.topics[c].msgcount for c in cameras)
+            with Progress(total, progress, "compress") as bar:
+                frames = _encode(bag, out, factory, codec, quality, cameras, summary, bar, verify)
+                for group in grouped(frames, len(cameras), sync):
+                    summary.groups += 1
+                    summary.partial_groups += not group.complete
+                    if verify:
+                        _verify(codec, bag, group.items, summary)
+        summary.seconds = time.perf_counter() - start
+        summary.disk_in, summary.disk_out = disk_size(source), disk_size(output)
+    return summary
+
+
+def _check_cameras(bag: InputBag, cameras: Sequence[str]) -> list[str]:
+    cameras = list(cameras)
+    if not cameras:
+        raise TopicError(f"{bag.path}: no camera topics given")
+    if len(set(cameras)) != len(cameras):
+        raise TopicError(f"{bag.path}: a camera topic is given twice: {', '.join(cameras)}")
+    topics = bag.topics
+    image_topics = sorted(t for t, info in topics.items() if info.msgtype in m.CAMERA_TYPES)
+    for camera in cameras:
+        if camera not in topics:
+            raise TopicError(f"{bag.path}: camera topic {camera} does not exist in the bag (its image topics: "
+                             f"{', '.join(image_topics) or 'none'})")
+        if topics[camera].msgtype not in m.CAMERA_TYPES:
+            raise TopicError(f"{bag.path}: camera topic {camera} is a {topics[camera].msgtype}, not one of "
+                             f"{', '.join(m.CAMERA_TYPES)}")
+        if latent_topic(camera) in topics:
+            raise TopicError(f"{bag.path}: {camera}'s latent topic {latent_topic(camera)} already exists in the bag")
+    return cameras
+
+
+def _default_storage(bag: InputBag) -> str:
+    return "mcap" if bag.storage == "rosbag1" else bag.storage
+
+
+def _encode(bag: InputBag, out: OutputBag, factory: m.MessageFactory, codec: ParaHydraCodec, quality: int,
+            cameras: list[str], summary: Summary, bar: Progress, verify: bool) -> Iterator[tuple[int, int, _Frame]]:
+    """Copy or encode every message in log-time order; yield the camera frames for grouping."""
+    slot = {camera: i for i, camera in enumerate(cameras)}
+    routes = {}
+    for connection in bag.connections:
+        if connection.topic in slot:
+            routes[connection.id] = out.add_connection(latent_topic(connection.topic), m.LATENT, like=connection)
+        else:
+            routes[connection.id] = out.copy_connection(connection)
+    for msg in bag.messages():
+        route = routes[msg.connection.id]
+        msgtype = msg.connection.msgtype
+        if msg.topic not in slot:
+            out.write(route, msg.log_time, msg.data)
+            summary.topic(msg.topic, msgtype, msg.topic, msgtype).add(len(msg.data), len(msg.data))
+            continue
+
+        def fail(reason: str, error: BaseException, msg=msg) -> FrameError:
+            return FrameError(bag.path, msg.topic, msg.topic_index, msg.index, f"{reason}: {error}")
+
+        try:
+            camera_msg = factory.deserialize(msg.data, msgtype)
+        except Exception as error:  # rosbags raises what the bytes provoke
+            raise fail(f"cannot deserialize the {msgtype}", error) from error
+        try:
+            pixels, encoding = m.camera_pixels(camera_msg, msgtype)
+        except ValueError as error:  # UnsupportedEncoding, MalformedImage
+            raise fail("cannot convert the image", error) from error
+        began = time.perf_counter()
+        try:
+            payload = codec.encode(pixels, quality)
+        except (ValueError, RuntimeError) as error:
+            raise fail("cannot encode the image", error) from error
+        encode_ms = 1e3 * (time.perf_counter() - began)
+        latent = factory.latent(camera_msg.header, msg.topic, msg.topic_index, pixels, encoding,
+                                codec.identity, quality, payload, encode_ms)
+        data = factory.serialize(latent, m.LATENT)
+        out.write(route, msg.log_time, data)
+        summary.topic(msg.topic, msgtype, latent_topic(msg.topic), m.LATENT).add(len(msg.data), len(data))
+        summary.frames += 1
+        bar.frame(len(msg.data), len(data))
+        frame = _Frame(msg.topic, msg.topic_index, msg.index, payload, pixels if verify else None)
+        yield slot[msg.topic], m.stamp_ns(camera_msg.header), frame
+
+
+def _verify(codec: ParaHydraCodec, bag: InputBag, items: tuple[_Frame | None, ...], summary: Summary) -> None:
+    frames = {i: frame for i, frame in enumerate(items) if frame is not None}
+    images, errors = decode_views(codec, {i: f.payload for i, f in frames.items()})
+    for i, frame in frames.items():
+        if i in errors:
+            raise FrameError(bag.path, frame.topic, frame.topic_index, frame.bag_index,
+                             f"the coded frame does not decode: {errors[i]}")
+        summary.topics[frame.topic].add_psnr(psnr(frame.pixels, images[i]))
