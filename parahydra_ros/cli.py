@@ -144,4 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, so that the error classes the sub-commands raise
+    # (imported from parahydra_ros.cli) are the ones caught, not __main__'s copies.
+    from parahydra_ros.cli import main as package_main
+
+    sys.exit(package_main())

@@ -122,16 +122,23 @@ class CameraReplayNode(Node):
                 return
 
     def _tick(self) -> None:
+        self.publish_group()
+
+    def publish_group(self) -> Any | None:
+        """Publish the next group now (what the timer does every 1/rate s); return its stamp
+        (``builtin_interfaces/Time``), or ``None`` once ``count`` groups or the source are done.
+
+        A program that paces the cameras itself (the demo) cancels ``timer`` and calls this."""
         count = self.params["count"]
         if count and self.groups_published >= count:
             self.timer.cancel()
             self.get_logger().info(f"published {self.groups_published} groups: done")
-            return
+            return None
         views = next(self._views, None)
         if views is None:
             self.timer.cancel()
             self.get_logger().info(f"end of {self.params['source']} after {self.groups_published} groups")
-            return
+            return None
         stamp = self.get_clock().now().to_msg()
         for camera, publisher, pixels in zip(self.cameras, self.image_publishers, views):
             if camera in self.muted:
@@ -144,6 +151,7 @@ class CameraReplayNode(Node):
             msg.data = array.array("B", fields["data"])
             publisher.publish(msg)
         self.groups_published += 1
+        return stamp
 
     def _on_set_parameters(self, params: Sequence[Any]) -> SetParametersResult:
         for param in params:

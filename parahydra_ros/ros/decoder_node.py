@@ -162,7 +162,7 @@ class DecoderNode(Node):
             input_qos, output_qos = qos_profile(p["input_qos"]), qos_profile(p["output_qos"])
         except ValueError as error:
             raise NodeSetupError(str(error)) from None
-        self.codec = codec if codec is not None else load_codec(p["model"], p["device"])
+        self.codec = codec if codec is not None else load_codec(p["model"], p["device"], p["threads"])
         self.joint = p["joint"]
 
         self.stats = NodeStats()

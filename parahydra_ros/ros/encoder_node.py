@@ -108,7 +108,7 @@ class EncoderNode(Node):
         self.roi = (p["roi_x"], p["roi_y"], p["roi_width"], p["roi_height"])
         self.resize = (p["resize_width"], p["resize_height"])
 
-        self.codec = codec if codec is not None else load_codec(p["model"], p["device"])
+        self.codec = codec if codec is not None else load_codec(p["model"], p["device"], p["threads"])
         self._check_quality(p["quality"])
         self.quality = p["quality"]
         self.gate = RateGate(p["max_rate"])

@@ -28,6 +28,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
@@ -67,9 +68,11 @@ class ProcessGroup:
         self._signals = 0
         self.failed: list[str] = []
 
-    def start(self, label: str, argv: Sequence[str]) -> Child:
+    def start(self, label: str, argv: Sequence[str], output: Any = None) -> Child:
+        """Start ``argv``; ``output`` (an open file), when given, takes its stdout and stderr."""
         process = subprocess.Popen(
             list(argv), env=self.env, start_new_session=True, stdin=subprocess.DEVNULL,
+            stdout=output, stderr=None if output is None else subprocess.STDOUT,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         child = Child(label, list(argv), process)
         self.children.append(child)

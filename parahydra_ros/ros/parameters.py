@@ -66,6 +66,9 @@ ENCODER = _table(
     ParamSpec("quality", "integer", 1,
               "Quality / rate index of the model, 0 = lowest rate", runtime=True),
     ParamSpec("device", "string", "cpu", "Device of the encoder: cpu, cuda, cuda:N or auto"),
+    ParamSpec("threads", "integer", 0,
+              "CPU threads of the encoder's network (torch.set_num_threads; 0: torch's default, "
+              "one per core). Set 1 when several encoders share a small computer"),
     ParamSpec("input_transport", "string", "raw",
               "raw: subscribe sensor_msgs/Image on 'image'; compressed: subscribe "
               "sensor_msgs/CompressedImage (JPEG/PNG) on 'image/compressed'"),
@@ -101,6 +104,8 @@ DECODER = _table(
               "the input topic's namespace)"),
     ParamSpec("model", "string", "", "ParaHydra checkpoint file (empty: the packaged default model)"),
     ParamSpec("device", "string", "auto", "Device of the joint decoder: auto (cuda if available), cpu, cuda"),
+    ParamSpec("threads", "integer", 0,
+              "CPU threads of the decoder's networks (torch.set_num_threads; 0: torch's default, one per core)"),
     ParamSpec("joint", "bool", True,
               "Decode the views of a group jointly (Para-JD across views); false: every view alone"),
     ParamSpec("slop", "double", 0.02,
@@ -162,7 +167,9 @@ def markdown_table(table: Mapping[str, ParamSpec]) -> str:
     for spec in table.values():
         default = _ros_value(spec.default)
         runtime = " (changeable at runtime)" if spec.runtime else ""
-        rows.append(f"| `{spec.name}` | {spec.type} | `{default}` | {spec.description}{runtime} |")
+        # '<camera>' would be read as an HTML tag by markdown renderers, '|' as a new cell
+        description = spec.description.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+        rows.append(f"| `{spec.name}` | {spec.type} | `{default}` | {description}{runtime} |")
     return "\n".join(rows)
 
 

@@ -41,10 +41,19 @@ def run_node(factory: Callable[[], Node], logger_name: str, args: Sequence[str] 
     return 0
 
 
-def load_codec(model: str, device: str):
-    """The codec core with ``model`` (empty: the packaged default) on ``device``."""
+def load_codec(model: str, device: str, threads: int = 0):
+    """The codec core with ``model`` (empty: the packaged default) on ``device``.
+
+    ``threads`` > 0 sets torch's CPU threads for this process (0 leaves torch's default).
+    """
+    import torch
+
     from ..codec.api import ParaHydraCodec
 
+    if threads < 0:
+        raise NodeSetupError(f"threads must not be negative, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
     try:
         return ParaHydraCodec.load(model or None, device=device)
     except RuntimeError as error:  # e.g. cuda requested but absent
