@@ -31,7 +31,7 @@ def image_to_tensor(image: np.ndarray) -> Tensor:
     height, width = image.shape[:2]
     if height == 0 or width == 0:
         raise ValueError("empty image")
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255)
+    x = torch.from_numpy(np.require(image, requirements=("C", "W"))).permute(2, 0, 1)[None].float().div_(255)
     pad_bottom, pad_right = padding_for(height, width)
     if pad_bottom or pad_right:
         x = F.pad(x, (0, pad_right, 0, pad_bottom), mode="replicate")
