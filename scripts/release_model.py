@@ -21,6 +21,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO / "parahydra_ros" / "weights"
+#: Classical anchors of the card (AV1 and VVC sweeps take ~10x longer here; run
+#: ``parahydra eval`` for them).
+ANCHORS = ("jpeg", "webp", "avif", "hevc")
 EVAL_SETS = {  # name: (folder under --eval-data, views per group)
     "middlebury2005_06": ("middlebury2005_06", 2),
     "kermit (3 views)": ("bundler_kermit", 3),
@@ -47,7 +50,7 @@ def evaluate(eval_data: Path, out_dir: Path) -> dict[str, dict]:
             continue
         json_path = out_dir / f"eval_{folder}.json"
         subprocess.run([sys.executable, "-m", "parahydra_ros.cli", "eval", "--data", str(root),
-                        "--max-views", str(views), "--json", str(json_path),
+                        "--max-views", str(views), "--json", str(json_path), "--anchors", *ANCHORS,
                         "--plot", str(out_dir / f"rd_{folder}.png")], check=True)
         reports[label] = json.loads(json_path.read_text())
     return reports
@@ -73,7 +76,7 @@ def plot_curve(metrics: Path, path: Path) -> list[dict]:
     return rows
 
 
-def card(info: dict, reports: dict, curve_rows: list[dict]) -> str:
+def card(info: dict, reports: dict, curve_rows: list[dict], pretrain: dict | None) -> str:
     identity = info["identity"]
     lines = [
         f"# Model card: {identity.name}", "",
@@ -82,7 +85,9 @@ def card(info: dict, reports: dict, curve_rows: list[dict]) -> str:
         f"{len(info['qualities'])} quality levels "
         f"(λ = {', '.join(str(int(q)) for q in info['qualities'])}, MSE on [0, 1] images), stored in float16.",
         "", "## Training", "",
-        f"- command: `{info['command']}`",
+        *([f"- stage 1 (single-view pretraining): `{pretrain['command']}` — {pretrain['step']} iterations, "
+           f"{pretrain['wall_seconds'] / 3600:.2f} h, data {json.dumps(pretrain['data'])}"] if pretrain else []),
+        f"- {'stage 2 (multi-view fine-tuning): ' if pretrain else ''}command: `{info['command']}`",
         f"- data: {json.dumps(info['data'])}",
         f"- iterations: {info['step']}, training wall time {info['wall_seconds'] / 3600:.2f} h on this 2-core CPU",
         "- convergence: `training_curve.png` (validation PSNR per quality on held-back synthetic groups)", "",
@@ -115,12 +120,18 @@ def main() -> int:
     parser.add_argument("run", type=Path)
     parser.add_argument("--name", default="parahydra-small")
     parser.add_argument("--eval-data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--pretrain", type=Path, help="the run RUN was initialised from (--init)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     info = export(args.run, args.name)
     reports = evaluate(args.eval_data, WEIGHTS)
     rows = plot_curve(args.run / "metrics.csv", WEIGHTS / "training_curve.png")
-    (WEIGHTS / "MODEL_CARD.md").write_text(card(info, reports, rows))
+    pretrain = None
+    if args.pretrain:
+        from parahydra_ros.codec.checkpoint import load_checkpoint
+
+        pretrain = load_checkpoint(args.pretrain / "latest.pt")["metadata"]
+    (WEIGHTS / "MODEL_CARD.md").write_text(card(info, reports, rows, pretrain))
     print(f"wrote {WEIGHTS / 'MODEL_CARD.md'}")
     return 0
 

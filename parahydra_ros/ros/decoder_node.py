@@ -47,7 +47,7 @@ from . import image_conversions as conv
 from .diagnostics import NodeStats, RateLimiter, diagnostic_status
 from .parameters import DECODER, declare_parameters, format_values
 from .qos import describe, qos_profile
-from .runtime import NodeSetupError, load_codec, run_node
+from .runtime import NodeSetupError, WorkerNodeMixin, load_codec, run_node
 from .sync import USING_MESSAGE_FILTERS, header_stamp_ns, make_synchronizer
 from .worker import DropOldestWorker
 
@@ -144,7 +144,7 @@ class MissingCameras:
         return went, back, False
 
 
-class DecoderNode(Node):
+class DecoderNode(WorkerNodeMixin, Node):
     """Time-synchronizes N cameras' latents and decodes each instant jointly."""
 
     def __init__(self, node_name: str = DEFAULT_NAME, *, codec: Any = None, **kwargs: Any) -> None:
@@ -325,12 +325,6 @@ class DecoderNode(Node):
         if suppressed is not None:
             self.get_logger().error(f"group of {cameras} could not be decoded: {type(error).__name__}: "
                                     f"{error}" + (f" ({suppressed} more)" if suppressed else ""))
-
-    def destroy_node(self) -> None:
-        worker = getattr(self, "worker", None)  # absent when the constructor failed
-        if worker is not None:
-            worker.stop()
-        super().destroy_node()
 
 
 def main(args: Sequence[str] | None = None) -> int:

@@ -40,7 +40,7 @@ from . import image_conversions as conv
 from .diagnostics import NodeStats, RateLimiter, diagnostic_status
 from .parameters import ENCODER, declare_parameters, format_values
 from .qos import describe, qos_profile
-from .runtime import NodeSetupError, load_codec, run_node
+from .runtime import NodeSetupError, WorkerNodeMixin, load_codec, run_node
 from .worker import DropOldestWorker
 
 NODE_PARAMETERS = ENCODER
@@ -86,7 +86,7 @@ def camera_name_for(node: Node, configured: str) -> str:
     return parts[-1] if parts else node.get_name()
 
 
-class EncoderNode(Node):
+class EncoderNode(WorkerNodeMixin, Node):
     """Encodes one camera's images with ParaHydra's per-view encoder (no other view needed)."""
 
     def __init__(self, node_name: str = DEFAULT_NAME, *, codec: Any = None, **kwargs: Any) -> None:
@@ -253,12 +253,6 @@ class EncoderNode(Node):
 
     def _age_ms(self, stamp: Any) -> float:
         return (self.get_clock().now() - Time.from_msg(stamp)).nanoseconds / 1e6
-
-    def destroy_node(self) -> None:
-        worker = getattr(self, "worker", None)  # absent when the constructor failed
-        if worker is not None:
-            worker.stop()
-        super().destroy_node()
 
 
 def main(args: Sequence[str] | None = None) -> int:

@@ -58,3 +58,13 @@ def load_codec(model: str, device: str, threads: int = 0):
         return ParaHydraCodec.load(model or None, device=device)
     except RuntimeError as error:  # e.g. cuda requested but absent
         raise NodeSetupError(f"device {device!r}: {error}") from None
+
+
+class WorkerNodeMixin:
+    """Stops the node's ``worker`` (a DropOldestWorker) when the node is destroyed."""
+
+    def destroy_node(self) -> None:
+        worker = getattr(self, "worker", None)  # absent when the constructor failed
+        if worker is not None:
+            worker.stop()
+        super().destroy_node()
