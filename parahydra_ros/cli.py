@@ -33,15 +33,13 @@ class UserError(Exception):
 
 
 def read_image(path: Path):
-    """An image file as uint8 RGB (H×W×3) or mono (H×W)."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise UserError(f"{path}: not a readable image")
-    if image.dtype != "uint8":
-        raise UserError(f"{path}: only 8-bit images are supported, got {image.dtype}")
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = image[:, :, :3]
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if image.ndim == 3 else image
+    """An image file as uint8 RGB (H×W×3) or mono (H×W); a bad file is the user's error."""
+    from .codec.images import read_image as read
+
+    try:
+        return read(path)
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
 def write_image(path: Path, image) -> None:

@@ -1,6 +1,9 @@
 """The one conversion between uint8 images and the model's padded float tensors."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -44,3 +47,16 @@ def tensor_to_image(x: Tensor, height: int, width: int, mono: bool = False) -> n
     if mono:
         return pixels.float().mean(0).round().to(torch.uint8).numpy()
     return np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An 8-bit image file as the codec takes it: uint8 RGB (H×W×3, alpha dropped) or mono (H×W).
+
+    Raises ``ValueError`` naming the file when it is not a readable 8-bit image.
+    """
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None or image.dtype != np.uint8:
+        raise ValueError(f"{path}: not a readable 8-bit image")
+    if image.ndim == 2:
+        return image
+    return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)

@@ -19,7 +19,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
@@ -54,12 +53,12 @@ def folder_groups(root: Path, num_views: int) -> list[list[Path]]:
 
 def read_rgb(path: Path) -> np.ndarray:
     """An image file as uint8 RGB (or mono), as the codec takes it."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None or image.dtype != np.uint8:
-        raise NodeSetupError(f"{path}: not a readable 8-bit image")
-    if image.ndim == 2:
-        return image
-    return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    from ..codec.images import read_image  # torch only when a folder is replayed
+
+    try:
+        return read_image(path)
+    except ValueError as error:
+        raise NodeSetupError(str(error)) from None
 
 
 def synthetic_views(num_views: int, height: int, width: int, seed: int,
