@@ -2,6 +2,7 @@
 import hashlib
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,29 @@ def test_group_decoding_keeps_good_views_when_one_is_bad(codec):
     good = [codec.encode(photo(shift=s), 1) for s in (0, 5)]
     group = codec.decode_group([good[0], b"garbage", good[1]])
     assert sorted(group.images) == [0, 2] and list(group.errors) == [1]
+
+
+def test_views_entropy_decoded_in_parallel_match_one_at_a_time(codec):
+    payloads = [codec.encode(photo(shift=s), 2) for s in (0, 4, 8)]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # one worker: views decoded one after another
+        sequential = codec._decode_latents(payloads)
+        torch.set_num_threads(2)  # two workers, each on one thread
+        parallel = codec._decode_latents(payloads)
+        assert torch.get_num_threads() == 2, "decoding changed the caller's thread count"
+    finally:
+        torch.set_num_threads(threads)
+    for (y_seq, _), (y_par, _) in zip(sequential, parallel):
+        assert torch.equal(y_seq, y_par)
+
+
+def test_concurrent_encoders_write_the_same_bytes(codec):
+    image = photo()
+    expected = codec.encode(image, 1)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: codec.encode(image, 1), range(8)))
+    assert all(r == expected for r in results)
 
 
 def test_checkpoint_errors(tmp_path):

@@ -5,14 +5,16 @@
     images = codec.decode([payload_0, payload_1, …])    # at the joint decoder
 
 ``encode`` only ever sees one image, so a camera's bytes cannot depend on any other
-view; ``decode`` entropy-decodes each view independently, checks the symbols against
-the hash the encoder wrote, then runs Para-JD across every view of the group.
+view; ``decode`` entropy-decodes each view independently (in parallel, one view per
+intra-op thread of the process), checks the symbols against the hash the encoder
+wrote, then runs Para-JD across every view of the group.
 """
 from __future__ import annotations
 
 import ctypes
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,11 +120,11 @@ class ParaHydraCodec:
         """
         group = DecodedGroup()
         latents: dict[int, tuple[torch.Tensor, ViewHeader]] = {}
-        for index, payload in enumerate(payloads):
-            try:
-                latents[index] = self._decode_latent(self.check(payload))
-            except PayloadError as error:
-                group.errors[index] = error
+        for index, result in enumerate(self._decode_latents(payloads)):
+            if isinstance(result, PayloadError):
+                group.errors[index] = result
+            else:
+                latents[index] = result
         if not latents:
             return group
         sizes = [h.padded_hw for _, h in latents.values()]
@@ -138,6 +140,24 @@ class ParaHydraCodec:
             h = latents[index][1]
             group.images[index] = tensor_to_image(x_hat[row], h.height, h.width, h.mono)
         return group
+
+    def _decode_latents(self, payloads: Sequence[bytes]) -> list:
+        """Each payload's ``(ŷ, header)`` or its ``PayloadError``, views decoded in parallel.
+
+        Entropy decoding runs on one thread per view (``model.determinism``), so up to
+        ``torch.get_num_threads()`` views are decoded at once.
+        """
+        workers = min(len(payloads), torch.get_num_threads())
+        if workers <= 1:
+            return [self._try_decode_latent(p) for p in payloads]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="entropy-decode") as pool:
+            return list(pool.map(self._try_decode_latent, payloads))
+
+    def _try_decode_latent(self, payload: bytes):
+        try:
+            return self._decode_latent(self.check(payload))
+        except PayloadError as error:
+            return error
 
     def _decode_latent(self, view: CodedView) -> tuple[torch.Tensor, ViewHeader]:
         h = view.header

@@ -82,12 +82,16 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(name="paper", N=192, M=192),
-    # CPU-sized (model-spec §8 with N=48 instead of 64, grouped SKM convolutions and the
-    # propagated VPA key): the joint decoder of the spec's N=64 needs ~100 GFLOP for three
-    # VGA views, 2.4 s on this 2-core machine; these widths keep every module and reach
-    # the product's speed targets (bench/codec_speed.py).
+    # CPU-sized (model-spec §8 with N=48 instead of 64, 4 slices of 32 channels, grouped
+    # SKM convolutions and the propagated VPA key). The joint decoder of the spec's N=64
+    # needs ~100 GFLOP for three VGA views, 2.4 s on this 2-core machine. Para-EM runs
+    # its slices one after another on one thread (model.determinism), so its time grows
+    # with K, and PCCM's OPAM count with K²/2: 8 slices cost 0.26 s per VGA view, 4 slices
+    # half of it (bench/codec_speed.py). The checkerboard attention's 3×3 window (instead
+    # of 5×5) takes its cost per slice from 19 to 8 ms. Every module is kept.
     "small": ModelConfig(
-        name="small", N=48, M=128, ep_hidden=(160, 128, 64), channel_ctx_hidden=(64, 48),
+        name="small", N=48, M=128, slices=4, local_window=3,
+        ep_hidden=(160, 128, 64), channel_ctx_hidden=(64, 48),
         lrp_hidden=(64, 48), sk_reduction=8, sk_min=16, sk_groups=4, opam_vpa_key="propagated",
     ),
     "tiny": ModelConfig(

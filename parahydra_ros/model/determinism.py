@@ -7,9 +7,12 @@ the rANS stream desynchronises and the rest of the image decodes to garbage
 Encoder and decoder therefore run the entropy-parameter path — hyper-synthesis,
 Para-EM contexts, scale/mean → index — on the CPU, in float32, with ONE intra-op
 thread and deterministic algorithms, whatever the process's own thread count or
-device. Only Para-JD (after entropy decoding) may run elsewhere. A process-wide
-lock keeps concurrent callers (several encoder nodes in one process) from
-changing the thread count under each other. The container's latent hash
+device. Only Para-JD (after entropy decoding) may run elsewhere.
+
+The thread count is set for the calling thread only (PyTorch's OpenMP backend keeps
+it per thread), so several threads may each run one view's entropy path at the same
+time — the joint decoder entropy-decodes the views of a group in parallel that way —
+without changing the thread count of the others. The container's latent hash
 (``codec.container``) reports a desync that this cannot rule out (e.g. a CPU with
 a different instruction set picking other kernels).
 """
@@ -21,20 +24,39 @@ from contextlib import contextmanager
 
 import torch
 
-_LOCK = threading.RLock()
+_DETERMINISTIC_LOCK = threading.Lock()
+_deterministic_users = 0
+_deterministic_before = False
+
+
+@contextmanager
+def _deterministic_algorithms() -> Iterator[None]:
+    """Deterministic algorithms (a process-wide switch) while any thread needs them."""
+    global _deterministic_users, _deterministic_before
+    with _DETERMINISTIC_LOCK:
+        if _deterministic_users == 0:
+            _deterministic_before = torch.are_deterministic_algorithms_enabled()
+            torch.use_deterministic_algorithms(True)
+        _deterministic_users += 1
+    try:
+        yield
+    finally:
+        with _DETERMINISTIC_LOCK:
+            _deterministic_users -= 1
+            if _deterministic_users == 0:
+                torch.use_deterministic_algorithms(_deterministic_before)
 
 
 @contextmanager
 def deterministic_entropy_path() -> Iterator[None]:
-    """Run the enclosed entropy-parameter computation reproducibly (1 CPU thread)."""
-    with _LOCK:
-        threads = torch.get_num_threads()
-        deterministic = torch.are_deterministic_algorithms_enabled()
-        torch.set_num_threads(1)
-        torch.use_deterministic_algorithms(True)
-        try:
-            with torch.inference_mode():
-                yield
-        finally:
-            torch.use_deterministic_algorithms(deterministic)
-            torch.set_num_threads(threads)
+    """Run the enclosed entropy-parameter computation reproducibly (1 CPU thread).
+
+    Thread-safe: only the calling thread's intra-op thread count changes.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with _deterministic_algorithms(), torch.inference_mode():
+            yield
+    finally:
+        torch.set_num_threads(threads)
