@@ -1,5 +1,6 @@
 """Image message contents ↔ codec pixels, and the node parameter tables: no ROS needed."""
 import threading
+import time
 from types import SimpleNamespace
 
 import cv2
@@ -116,6 +117,35 @@ def test_drop_oldest_worker_keeps_the_newest_and_counts_drops():
         release.set()
         assert worker.stop()
     assert worker.submit(9) is False
+
+
+def test_worker_threads_run_at_once_and_release_results_in_order():
+    running, peak, lock = 0, 0, threading.Lock()
+    released, errors = [], []
+
+    def handler(item):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05 * (5 - item))  # later items finish first
+        with lock:
+            running -= 1
+        if item == 2:
+            raise ValueError("bad frame")
+        return item * 10
+
+    worker = DropOldestWorker(handler, maxsize=8, threads=2,
+                              on_result=lambda item, result: released.append((item, result)),
+                              on_error=lambda item, error: errors.append((item, str(error))))
+    try:
+        for item in range(5):
+            worker.submit(item)
+        assert worker.wait_idle(10)
+    finally:
+        assert worker.stop()
+    assert peak == 2
+    assert released == [(0, 0), (1, 10), (3, 30), (4, 40)] and errors == [(2, "bad frame")]
 
 
 def test_worker_reports_handler_errors_and_goes_on():

@@ -443,6 +443,26 @@ def test_encoder_runtime_quality_rate_limit_refusals_and_jpeg_input(ros_context,
     assert "quality 1 → 0" in logs
 
 
+def test_encoder_with_two_workers_publishes_every_frame_in_order(ros_context, codec, groups):
+    encoder = _encoder(ros_context, "cam0", codec=codec, quality=1, workers=2, threads=1)
+    probe = Probe(ros_context)
+    image_in = probe.publisher(Image, "/cam0/image")
+    probe.record(CompressedLatent, "/cam0/latent")
+    images = [group[view] for group in groups for view in range(3)]
+    with spinning(ros_context, [encoder, probe.node]):
+        wait_until(_connected(image_in), what="subscription")
+        wait_until(_connected(encoder.publisher), what="probe subscription")
+        for index, image in enumerate(images):  # each frame is taken before the next comes
+            image_in.publish(_image_msg(image, "rgb8", probe.stamp()))
+            wait_until(lambda: encoder.stats.counter("frames_in") == index + 1
+                       and encoder.worker.waiting == 0, what="the frame taken by a worker")
+        wait_until(lambda: len(probe.got("/cam0/latent")) == len(images), what="every latent")
+    latents = probe.got("/cam0/latent")
+    assert [m.frame_index for m in latents] == list(range(len(images)))
+    assert [bytes(m.payload) for m in latents] == [codec.encode(image, 1) for image in images]
+    assert encoder.stats.counter("frames_dropped_busy") == 0
+
+
 def test_bad_parameters_fail_at_start_with_the_parameter_named(ros_context, codec, capfd):
     with pytest.raises(NodeSetupError, match="quality must be an integer in 0..3"):
         _encoder(ros_context, "cam0", codec=codec, quality=7)

@@ -40,7 +40,14 @@ from . import image_conversions as conv
 from .diagnostics import NodeStats, RateLimiter, diagnostic_status
 from .parameters import ENCODER, declare_parameters, format_values
 from .qos import describe, qos_profile
-from .runtime import NodeSetupError, WorkerNodeMixin, load_codec, run_node
+from .runtime import (
+    NodeSetupError,
+    WorkerNodeMixin,
+    load_codec,
+    run_node,
+    threads_per_worker,
+    use_threads,
+)
 from .worker import DropOldestWorker
 
 NODE_PARAMETERS = ENCODER
@@ -109,6 +116,7 @@ class EncoderNode(WorkerNodeMixin, Node):
         self.resize = (p["resize_width"], p["resize_height"])
 
         self.codec = codec if codec is not None else load_codec(p["model"], p["device"], p["threads"])
+        self._worker_threads = threads_per_worker(p["threads"], p["workers"])
         self._check_quality(p["quality"])
         self.quality = p["quality"]
         self.gate = RateGate(p["max_rate"])
@@ -128,8 +136,9 @@ class EncoderNode(WorkerNodeMixin, Node):
             self.subscription = self.create_subscription(
                 CompressedImage, "image/compressed", self._on_image, input_qos)
         self.worker: DropOldestWorker[_Frame] = DropOldestWorker(
-            self._encode, maxsize=1, name=f"encoder-{self.camera}",
-            on_drop=lambda _: self.stats.count("frames_dropped_busy"), on_error=self._on_worker_error)
+            self._encode, maxsize=1, name=f"encoder-{self.camera}", threads=p["workers"],
+            on_drop=lambda _: self.stats.count("frames_dropped_busy"), on_error=self._on_worker_error,
+            on_result=self._publish)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         if p["diagnostics_period"] > 0:
@@ -138,7 +147,7 @@ class EncoderNode(WorkerNodeMixin, Node):
             f"camera {self.camera}: {self.subscription.topic_name} ({describe(input_qos)}) → "
             f"{self.publisher.topic_name} ({describe(output_qos)}); model {self.codec.identity.name} "
             f"({self.codec.identity.hash}) on {self.codec.device}; "
-            + format_values(p, ["quality", "max_rate", "roi_x", "roi_y", "roi_width", "roi_height",
+            + format_values(p, ["quality", "max_rate", "workers", "roi_x", "roi_y", "roi_width", "roi_height",
                                 "resize_width", "resize_height"]))
 
     # -- callbacks: short, the work is in the worker ---------------------------------------
@@ -186,7 +195,8 @@ class EncoderNode(WorkerNodeMixin, Node):
         self._diagnostics.publish(msg)
 
     # -- the worker --------------------------------------------------------------------------
-    def _encode(self, frame: _Frame) -> None:
+    def _encode(self, frame: _Frame) -> CompressedLatent | None:
+        """Runs on a worker thread: the frame's message, or None if it was dropped."""
         msg = frame.msg
         try:
             if isinstance(msg, CompressedImage):
@@ -196,11 +206,12 @@ class EncoderNode(WorkerNodeMixin, Node):
             pixels = conv.crop_and_resize(pixels, self.roi, self.resize)
         except conv.UnsupportedEncoding as error:
             self._refuse(error.encoding, error)
-            return
+            return None
         except ValueError as error:  # malformed message, roi outside the image
             self.stats.count("frames_dropped_error")
             self._log_error(type(error).__name__, f"frame {frame.index} dropped: {error}")
-            return
+            return None
+        use_threads(self._worker_threads)
         quality = self.quality
         start = time.perf_counter()
         payload = self.codec.encode(pixels, quality)
@@ -212,13 +223,17 @@ class EncoderNode(WorkerNodeMixin, Node):
             quality=quality, format_version=FORMAT_VERSION, payload_size=len(payload),
             bits_per_pixel=8 * len(payload) / (height * width), encode_time_ms=encode_ms)
         out.payload = array.array("B", payload)
-        if not self.context.ok():  # shutting down
+        self.stats.coded(len(payload), height * width, pixels.size)
+        return out
+
+    def _publish(self, frame: _Frame, out: CompressedLatent | None) -> None:
+        """Publishes the encoded frames in the order they arrived."""
+        if out is None or not self.context.ok():  # dropped, or shutting down
             return
         self.publisher.publish(out)
         self.stats.count("frames_out")
-        self.stats.observe("encode_ms", encode_ms)
-        self.stats.observe("latency_ms", self._age_ms(msg.header.stamp))
-        self.stats.coded(len(payload), height * width, pixels.size)
+        self.stats.observe("encode_ms", out.encode_time_ms)
+        self.stats.observe("latency_ms", self._age_ms(frame.msg.header.stamp))
 
     def _on_worker_error(self, frame: _Frame, error: BaseException) -> None:
         if not self.context.ok():  # a publish that raced the shutdown: nothing to report

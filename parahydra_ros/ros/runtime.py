@@ -41,6 +41,23 @@ def run_node(factory: Callable[[], Node], logger_name: str, args: Sequence[str] 
     return 0
 
 
+def threads_per_worker(threads: int, workers: int) -> int:
+    """Intra-op threads of each of ``workers`` threads (``threads`` 0: the cores shared out)."""
+    import torch
+
+    if workers < 1:
+        raise NodeSetupError(f"workers must be at least 1, got {workers}")
+    return threads or max(1, torch.get_num_threads() // workers)
+
+
+def use_threads(threads: int) -> None:
+    """Set the calling thread's torch CPU threads (PyTorch keeps the count per thread)."""
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def load_codec(model: str, device: str, threads: int = 0):
     """The codec core with ``model`` (empty: the packaged default) on ``device``.
 
