@@ -43,6 +43,10 @@ class TrainSettings:
     lr: float = 1e-4
     aux_lr: float = 1e-3
     lr_drops: tuple[float, ...] = (0.8, 0.95)  # fractions of ``steps`` where the LR halves
+    # LR multiplier of Para-JD's fusion gates (scalars that start at 0). Their fusion
+    # modules get gradients scaled by the gate, so with the base LR a closed gate barely
+    # opens in a short multi-view fine-tuning; 1 keeps one parameter group.
+    gate_lr_scale: float = 1.0
     clip: float = 1.0
     metric: str = "mse"
     val_every: int = 500
@@ -67,7 +71,7 @@ class Trainer:
         self.name = name or f"parahydra-{self.cfg.name}"
         self.model = ParaHydra(self.cfg).to(self.device)
         self.criterion = RateDistortionLoss(self.cfg.lambdas, settings.metric).to(self.device)
-        main, aux = _parameter_groups(self.model)
+        main, aux = _parameter_groups(self.model, settings.lr, settings.gate_lr_scale)
         self.optimizer = torch.optim.Adam(main, lr=settings.lr)
         self.aux_optimizer = torch.optim.Adam(aux, lr=settings.aux_lr)
         milestones = [int(f * settings.steps) for f in settings.lr_drops]
@@ -196,11 +200,17 @@ class MetricsLog:
             writer.writerows([*rows, row])
 
 
-def _parameter_groups(model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
-    """Main parameters and the EntropyBottleneck quantiles (optimised by the aux loss)."""
-    main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+def _parameter_groups(model: nn.Module, lr: float, gate_lr_scale: float = 1.0
+                      ) -> tuple[list[dict], list[Tensor]]:
+    """Main parameter groups (the fusion gates apart when their LR differs) and the
+    EntropyBottleneck quantiles (optimised by the aux loss)."""
+    named = [(n, p) for n, p in model.named_parameters() if not n.endswith(".quantiles")]
     aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
-    return main, aux
+    if gate_lr_scale == 1.0:
+        return [{"params": [p for _, p in named]}], aux
+    gates = [p for n, p in named if n == "decoder.gates"]
+    rest = [p for n, p in named if n != "decoder.gates"]
+    return [{"params": rest}, {"params": gates, "lr": lr * gate_lr_scale}], aux
 
 
 def _distributed_rank() -> tuple[int, int]:
@@ -242,7 +252,7 @@ def register(subparsers) -> None:
                    help="views per group, N or MIN-MAX (1 = single-view pretraining)")
     for name in ("steps", "batch_size", "crop", "val_every", "save_every", "seed"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
-    for name in ("lr", "aux_lr", "clip"):
+    for name in ("lr", "aux_lr", "clip", "gate_lr_scale"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     p.add_argument("--metric", choices=("mse", "ms-ssim"), default=defaults.metric)
     p.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
@@ -265,7 +275,7 @@ def cmd_train(args) -> None:
         config=args.config, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
         min_views=views[0], max_views=views[1], lr=args.lr, aux_lr=args.aux_lr, clip=args.clip,
         metric=args.metric, val_every=args.val_every, save_every=args.save_every, seed=args.seed,
-        amp=args.amp, device=args.device)
+        amp=args.amp, device=args.device, gate_lr_scale=args.gate_lr_scale)
     switches = {k: v for k, v in (("jd_fusion", args.jd_fusion), ("entropy_model", args.entropy_model)) if v}
     cfg = get_config(args.config, **switches)
     data = TrainingBatches(args.data, args.batch_size, args.crop, views, cfg.num_qualities,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Ship a training run as the packaged default model, with its model card.
 
-    python scripts/release_model.py RUN_DIR [--name parahydra-small] [--eval-data ../shared/data]
+    python scripts/release_model.py RUN_DIR [--pretrain EARLIER_RUN ...] [--eval-data ../shared/data]
 
 Writes ``parahydra_ros/weights/parahydra_small.pt`` (float16 weights, config, quality
 levels, provenance; no optimiser state), evaluates it on the real multi-view sets of
@@ -76,7 +76,7 @@ def plot_curve(metrics: Path, path: Path) -> list[dict]:
     return rows
 
 
-def card(info: dict, reports: dict, curve_rows: list[dict], pretrain: dict | None) -> str:
+def card(info: dict, reports: dict, curve_rows: list[dict], stages: list[dict]) -> str:
     identity = info["identity"]
     lines = [
         f"# Model card: {identity.name}", "",
@@ -85,12 +85,16 @@ def card(info: dict, reports: dict, curve_rows: list[dict], pretrain: dict | Non
         f"{len(info['qualities'])} quality levels "
         f"(λ = {', '.join(str(int(q)) for q in info['qualities'])}, MSE on [0, 1] images), stored in float16.",
         "", "## Training", "",
-        *([f"- stage 1 (single-view pretraining): `{pretrain['command']}` — {pretrain['step']} iterations, "
-           f"{pretrain['wall_seconds'] / 3600:.2f} h, data {json.dumps(pretrain['data'])}"] if pretrain else []),
-        f"- {'stage 2 (multi-view fine-tuning): ' if pretrain else ''}command: `{info['command']}`",
-        f"- data: {json.dumps(info['data'])}",
-        f"- iterations: {info['step']}, training wall time {info['wall_seconds'] / 3600:.2f} h on this 2-core CPU",
-        "- convergence: `training_curve.png` (validation PSNR per quality on held-back synthetic groups)", "",
+        "Each stage starts from the weights of the one before (`--init`, tensors of the same "
+        "name and shape); all ran on this 2-core CPU.", "",
+        *[f"{n}. `{stage['command']}` — {stage['step']} iterations, {stage['wall_seconds'] / 3600:.2f} h, "
+          f"data {json.dumps(stage['data'])}" for n, stage in enumerate(stages, 1)],
+        f"{len(stages) + 1}. (shipped) `{info['command']}` — {info['step']} iterations, "
+        f"{info['wall_seconds'] / 3600:.2f} h, data {json.dumps(info['data'])}",
+        "",
+        f"Total training wall time {sum(s['wall_seconds'] for s in [*stages, info]) / 3600:.2f} h. "
+        "Convergence of the last stage: `training_curve.png` (validation PSNR per quality "
+        "on held-back groups).", "",
     ]
     if curve_rows:
         last = curve_rows[-1]
@@ -120,18 +124,17 @@ def main() -> int:
     parser.add_argument("run", type=Path)
     parser.add_argument("--name", default="parahydra-small")
     parser.add_argument("--eval-data", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--pretrain", type=Path, help="the run RUN was initialised from (--init)")
+    parser.add_argument("--pretrain", type=Path, nargs="*", default=[],
+                        help="the runs RUN descends from (--init), earliest first")
     args = parser.parse_args()
     torch.set_num_threads(2)
     info = export(args.run, args.name)
     reports = evaluate(args.eval_data, WEIGHTS)
     rows = plot_curve(args.run / "metrics.csv", WEIGHTS / "training_curve.png")
-    pretrain = None
-    if args.pretrain:
-        from parahydra_ros.codec.checkpoint import load_checkpoint
+    from parahydra_ros.codec.checkpoint import load_checkpoint
 
-        pretrain = load_checkpoint(args.pretrain / "latest.pt")["metadata"]
-    (WEIGHTS / "MODEL_CARD.md").write_text(card(info, reports, rows, pretrain))
+    stages = [load_checkpoint(run / "latest.pt")["metadata"] for run in args.pretrain]
+    (WEIGHTS / "MODEL_CARD.md").write_text(card(info, reports, rows, stages))
     print(f"wrote {WEIGHTS / 'MODEL_CARD.md'}")
     return 0
 

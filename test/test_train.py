@@ -47,6 +47,18 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(tmp_path):
     assert last < first
 
 
+def test_fusion_gates_learn_at_their_own_rate(tmp_path):
+    settings = _settings(gate_lr_scale=100.0)
+    trainer = Trainer(settings, _data(settings), tmp_path)
+    groups = trainer.optimizer.param_groups
+    assert [g["lr"] for g in groups] == [settings.lr, 100 * settings.lr]
+    assert groups[1]["params"] == [trainer.model.decoder.gates]
+    gates = trainer.model.decoder.gates
+    trainer.train_step(*trainer.data.batch(0))
+    assert gates.abs().min() > 10 * settings.lr  # one step moved them ~100x the base rate
+    assert len(Trainer(_settings(), _data(settings), tmp_path).optimizer.param_groups) == 1
+
+
 def test_run_writes_metrics_and_checkpoint_and_resume_reproduces(tmp_path):
     straight = Trainer(_settings(), _data(_settings()), tmp_path / "a")
     straight.run(command="test")
