@@ -34,15 +34,19 @@ def keep_freed_memory() -> None:
 
     Coding allocates and frees multi-MB temporaries many times per frame; with glibc's
     defaults each one is mmap'ed and unmapped again (~30 000 page faults per view,
-    a quarter of the entropy model's time). Process-wide; a no-op without glibc.
+    a quarter of the entropy model's time). Views are entropy-decoded and frames
+    encoded on several threads, and glibc would give each thread an arena that keeps
+    its own freed memory; one arena keeps the peak of a 6-view VGA decode ~350 MB
+    lower at no measurable cost in speed. Process-wide; a no-op without glibc.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return
-    m_trim_threshold, m_mmap_threshold = -1, -3
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
     libc.mallopt(m_trim_threshold, 1 << 30)
     libc.mallopt(m_mmap_threshold, 1 << 30)
+    libc.mallopt(m_arena_max, 1)
 
 
 def symbols_hash(symbols: torch.Tensor) -> str:
