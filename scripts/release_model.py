@@ -76,7 +76,19 @@ def plot_curve(metrics: Path, path: Path) -> list[dict]:
     return rows
 
 
-def card(info: dict, reports: dict, curve_rows: list[dict], stages: list[dict]) -> str:
+def throughput_table(rows: list[dict]) -> list[str]:
+    """The training-throughput section of the card, from ``bench/train_speed.py``'s JSON rows."""
+    lines = ["## Training throughput (`bench/train_speed.py`, 128×128 crops)", "",
+             "| config | stage | views | batch | device | threads | s/step | groups/s | Mpx/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['config']} | {r['stage']} | {r['views']} | {r['batch']} | {r['device']} | "
+                     f"{r['threads']} | {r['step_s']:.2f} | {r['groups_per_s']:.2f} | {r['mpx_per_s']:.3f} |")
+    return lines + [""]
+
+
+def card(info: dict, reports: dict, curve_rows: list[dict], stages: list[dict],
+         throughput: list[dict]) -> str:
     identity = info["identity"]
     lines = [
         f"# Model card: {identity.name}", "",
@@ -105,6 +117,8 @@ def card(info: dict, reports: dict, curve_rows: list[dict], stages: list[dict]) 
                      for q in range(len(info["qualities"]))]
             lines.append(f"| {row['step']} | {float(row['wall_s']) / 3600:.2f} | " + " | ".join(cells) + " |")
         lines.append("")
+    if throughput:
+        lines += throughput_table(throughput)
     lines += ["## Evaluation on real multi-view images (never used for training)", ""]
     for label, report in reports.items():
         lines += [f"### {label}: {len(report['groups'])} groups", "",
@@ -126,6 +140,7 @@ def main() -> int:
     parser.add_argument("--eval-data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--pretrain", type=Path, nargs="*", default=[],
                         help="the runs RUN descends from (--init), earliest first")
+    parser.add_argument("--train-speed", type=Path, help="bench/train_speed.py's JSON for the card")
     args = parser.parse_args()
     torch.set_num_threads(2)
     info = export(args.run, args.name)
@@ -134,7 +149,8 @@ def main() -> int:
     from parahydra_ros.codec.checkpoint import load_checkpoint
 
     stages = [load_checkpoint(run / "latest.pt")["metadata"] for run in args.pretrain]
-    (WEIGHTS / "MODEL_CARD.md").write_text(card(info, reports, rows, stages))
+    throughput = json.loads(args.train_speed.read_text())["rows"] if args.train_speed else []
+    (WEIGHTS / "MODEL_CARD.md").write_text(card(info, reports, rows, stages, throughput))
     print(f"wrote {WEIGHTS / 'MODEL_CARD.md'}")
     return 0
 
