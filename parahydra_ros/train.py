@@ -246,7 +246,8 @@ def register(subparsers) -> None:
     p.add_argument("--jd-fusion", default=None, help="ablation: joint-decoder fusion variant")
     p.add_argument("--entropy-model", default=None, help="ablation: entropy model variant")
     p.add_argument("--data", default="synthetic",
-                   help="photos | synthetic | folder:ROOT[:groups|instereo2k|cityscapes|wildtrack]")
+                   help="photos | synthetic | folder:ROOT[:groups|instereo2k|cityscapes|wildtrack] "
+                        "(train split) | bag:PATH:TOPIC,TOPIC... (a rosbag's camera groups)")
     p.add_argument("--textures", nargs="*", default=[], help="extra photo folders for textures")
     p.add_argument("--views", default=f"{defaults.min_views}-{defaults.max_views}",
                    help="views per group, N or MIN-MAX (1 = single-view pretraining)")

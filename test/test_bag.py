@@ -9,6 +9,7 @@ matches, so the bag holds complete groups, a three-view group and a lone frame.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag1 import Writer as Writer1
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, Reader, StoragePlugin, Writer
@@ -38,7 +40,9 @@ from parahydra_ros.bagtools import messages as m
 from parahydra_ros.bagtools.topics import latent_topic, restored_topic
 from parahydra_ros.cli import main
 from parahydra_ros.codec.api import ParaHydraCodec
-from parahydra_ros.codec.checkpoint import ModelIdentity
+from parahydra_ros.codec.checkpoint import ModelIdentity, load_checkpoint
+from parahydra_ros.data.bag_groups import BagGroupDataset, parse_bag_source
+from parahydra_ros.data.training import TrainingBatches
 from parahydra_ros.data.synthetic import SyntheticRig
 from parahydra_ros.eval.metrics import psnr
 from parahydra_ros.ros import image_conversions as conv
@@ -338,6 +342,67 @@ def test_info_lists_counts_sizes_model_quality_and_bpp(round_trip, codec, capsys
     out = capsys.readouterr().out
     assert f"quality {QUALITY}" in out and "bpp" in out and codec.identity.hash in out and "/imu" in out
     assert format_info(info) in out
+
+
+# -- training on a recording -------------------------------------------------------------------
+def _expected_groups(frames: list[Frame]) -> list[np.ndarray]:
+    """The complete instants of ``build_bag``'s cameras in order, as the views training sees (RGB)."""
+    by_instant: dict[int, dict[int, np.ndarray]] = {}
+    for f in frames:
+        if f.stamp != EXTRA[1]:
+            rgb = np.repeat(f.pixels[..., None], 3, axis=2) if f.pixels.ndim == 2 else f.pixels
+            by_instant.setdefault(round((f.stamp - T0) / PERIOD), {})[f.camera] = rgb
+    return [np.stack([views[c] for c in range(len(CAMERAS))])
+            for _, views in sorted(by_instant.items()) if len(views) == len(CAMERAS)]
+
+
+def _is_aligned_crop(sample: np.ndarray, group: np.ndarray) -> bool:
+    """Whether ``sample`` (V×c×c×3) is one window of ``group`` (V×H×W×3), the same for every view,
+    under one of the four flips."""
+    crop = sample.shape[1]
+    for flipped in (group, group[:, :, ::-1], group[:, ::-1], group[:, ::-1, ::-1]):
+        corners = np.lib.stride_tricks.sliding_window_view(flipped[0], (4, 4), axis=(0, 1))
+        candidates = np.argwhere(np.all(corners == sample[0, :4, :4].transpose(2, 0, 1), axis=(2, 3, 4)))
+        if any(np.array_equal(flipped[:, y:y + crop, x:x + crop], sample) for y, x in candidates):
+            return True
+    return False
+
+
+def test_bag_groups_become_training_samples(tmp_path):
+    frames = build_bag(tmp_path / "in")
+    before = tree(tmp_path / "in")
+    dataset = BagGroupDataset(tmp_path / "in", CAMERAS)
+    expected = _expected_groups(frames)
+    assert len(dataset) == len(expected) == INSTANTS - 1  # /cam1 misses one instant
+    assert dataset.skipped == 2  # that instant's three views and /cam0's lone frame
+    for index, views in enumerate(expected):  # PNG in memory is lossless; mono is expanded
+        assert np.array_equal(dataset.views(index), views)
+    assert np.array_equal(dataset.views(2, [3, 0]), expected[2][[3, 0]])
+
+    source = f"bag:{tmp_path / 'in'}:{','.join(CAMERAS)}"
+    data = TrainingBatches(source, batch_size=3, crop=64, views=(2, 3), num_qualities=4, validation_groups=1)
+    x, _ = data.batch(step=0)
+    assert x.shape[0] == 3 and 2 <= x.shape[1] <= 3 and x.shape[2:] == (3, 64, 64)
+    for sample in (x * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy():
+        assert any(_is_aligned_crop(sample, group[list(chosen)]) for group in expected
+                   for chosen in itertools.combinations(range(len(CAMERAS)), len(sample)))
+    assert main(["train", "--out", str(tmp_path / "run"), "--config", "tiny", "--data", source, "--views", "2",
+                 "--steps", "1", "--batch-size", "1", "--crop", "64", "--val-every", "1", "--threads", "1"]) == 0
+    meta = load_checkpoint(tmp_path / "run" / "latest.pt")["metadata"]
+    assert meta["step"] == 1 and meta["data"]["source"] == source
+    assert tree(tmp_path / "in") == before
+
+
+def test_bag_training_source_errors_are_named(tmp_path):
+    build_bag(tmp_path / "in", instants=2)
+    with pytest.raises(TopicError, match="/cam9/image_raw does not exist.*its image topics: /cam0"):
+        BagGroupDataset(tmp_path / "in", ["/cam0/image_raw", "/cam9/image_raw"])
+    with pytest.raises(TopicError, match="/imu is a sensor_msgs/msg/Imu"):
+        BagGroupDataset(tmp_path / "in", ["/imu"])
+    with pytest.raises(ValueError, match="expected bag:PATH:/camera1/topic"):
+        parse_bag_source(str(tmp_path / "in"))
+    with pytest.raises(BagReadError):
+        BagGroupDataset(tmp_path / "missing.mcap", ["/cam0/image_raw"])
 
 
 # -- names, inputs and safety ----------------------------------------------------------------

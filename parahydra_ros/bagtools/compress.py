@@ -27,7 +27,7 @@ from ..eval.metrics import psnr
 from . import messages as m
 from .errors import BagError, FrameError, TopicError
 from .grouping import SyncSettings, decode_views, grouped
-from .reading import InputBag, disk_size, open_bag
+from .reading import InputBag, check_camera_topics, disk_size, open_bag
 from .summary import Progress, Summary
 from .topics import latent_topic
 from .writing import OutputBag, atomic_output, check_output
@@ -79,21 +79,9 @@ def compress_bag(source: Path | str, output: Path | str, cameras: Sequence[str],
 
 
 def _check_cameras(bag: InputBag, cameras: Sequence[str]) -> list[str]:
-    cameras = list(cameras)
-    if not cameras:
-        raise TopicError(f"{bag.path}: no camera topics given")
-    if len(set(cameras)) != len(cameras):
-        raise TopicError(f"{bag.path}: a camera topic is given twice: {', '.join(cameras)}")
-    topics = bag.topics
-    image_topics = sorted(t for t, info in topics.items() if info.msgtype in m.CAMERA_TYPES)
+    cameras = check_camera_topics(bag, cameras)
     for camera in cameras:
-        if camera not in topics:
-            raise TopicError(f"{bag.path}: camera topic {camera} does not exist in the bag (its image topics: "
-                             f"{', '.join(image_topics) or 'none'})")
-        if topics[camera].msgtype not in m.CAMERA_TYPES:
-            raise TopicError(f"{bag.path}: camera topic {camera} is a {topics[camera].msgtype}, not one of "
-                             f"{', '.join(m.CAMERA_TYPES)}")
-        if latent_topic(camera) in topics:
+        if latent_topic(camera) in bag.topics:
             raise TopicError(f"{bag.path}: {camera}'s latent topic {latent_topic(camera)} already exists in the bag")
     return cameras
 

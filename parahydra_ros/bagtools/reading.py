@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,8 @@ from typing import Any
 from rosbags.interfaces import Connection, MessageDefinitionFormat
 from rosbags.rosbag2 import Reader
 
-from .errors import BagReadError
+from .errors import BagReadError, TopicError
+from .messages import CAMERA_TYPES
 
 #: Storage of each input kind; ``rosbag1`` inputs are written out as MCAP by default.
 STORAGES = ("mcap", "sqlite3")
@@ -174,3 +175,23 @@ def disk_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def check_camera_topics(bag: InputBag, cameras: Sequence[str]) -> list[str]:
+    """``cameras`` as a list, after checking each is a distinct ``Image``/``CompressedImage`` topic
+    of ``bag``; ``TopicError`` names the bag's image topics otherwise."""
+    cameras = list(cameras)
+    if not cameras:
+        raise TopicError(f"{bag.path}: no camera topics given")
+    if len(set(cameras)) != len(cameras):
+        raise TopicError(f"{bag.path}: a camera topic is given twice: {', '.join(cameras)}")
+    topics = bag.topics
+    image_topics = sorted(t for t, info in topics.items() if info.msgtype in CAMERA_TYPES)
+    for camera in cameras:
+        if camera not in topics:
+            raise TopicError(f"{bag.path}: camera topic {camera} does not exist in the bag (its image topics: "
+                             f"{', '.join(image_topics) or 'none'})")
+        if topics[camera].msgtype not in CAMERA_TYPES:
+            raise TopicError(f"{bag.path}: camera topic {camera} is a {topics[camera].msgtype}, not one of "
+                             f"{', '.join(CAMERA_TYPES)}")
+    return cameras

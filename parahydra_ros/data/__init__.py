@@ -5,8 +5,10 @@
 * ``synthetic``: planar scenes textured with natural photographs, rendered by a camera rig with
   exact parallax, occlusion and per-camera sensor differences.
 * ``textures``: where those photographs come from.
+* ``bag_groups``: the approximate-time camera groups of a rosbag, to train on a recording.
 * ``transforms``: view-aligned crops and flips, tensor conversion, per-batch view-count sampling.
 """
+from .bag_groups import BagGroupDataset
 from .folders import MultiViewFolderDataset, ViewGroup, discover_groups, read_rgb
 from .synthetic import (
     Camera,
@@ -33,6 +35,7 @@ from .transforms import (
 
 __all__ = [
     "AdaptiveViewBatchSampler",
+    "BagGroupDataset",
     "Camera",
     "Compose",
     "CropCityscapesArtefacts",

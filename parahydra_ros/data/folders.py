@@ -161,17 +161,24 @@ class MultiViewFolderDataset(Dataset):
         return len(self.groups)
 
     def __getitem__(self, key: ViewKey) -> torch.Tensor:
-        index, view_ids = split_key(key)
+        stacked = self.views(*split_key(key))
+        if self.transform is not None:
+            stacked = self.transform(stacked)
+        return views_to_tensor(stacked)
+
+    def view_count(self, index: int) -> int:
+        """How many views group ``index`` has."""
+        return len(self.groups[index].paths)
+
+    def views(self, index: int, positions: Sequence[int] | None = None) -> np.ndarray:
+        """Views of group ``index`` (those at ``positions``; default all), V×H×W×3 RGB uint8."""
         group = self.groups[index]
-        paths = group.paths if view_ids is None else [group.paths[i] for i in view_ids]
+        paths = group.paths if positions is None else [group.paths[i] for i in positions]
         images = [read_rgb(path) for path in paths]
         if any(image.shape != images[0].shape for image in images):
             sizes = {str(p): image.shape[:2] for p, image in zip(paths, images)}
             raise ValueError(f"group {group.name!r} in {self.root} mixes image sizes: {sizes}")
-        stacked = np.stack(images)
-        if self.transform is not None:
-            stacked = self.transform(stacked)
-        return views_to_tensor(stacked)
+        return np.stack(images)
 
 
 def _select_views(group: ViewGroup, views: tuple[str, ...]) -> ViewGroup:

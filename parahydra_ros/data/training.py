@@ -7,7 +7,12 @@ data it would have seen, and DDP ranks see different data. Sources:
   (single-view pretraining of ``g_a``, Para-EM and the decoder);
 * ``synthetic``: groups rendered by :class:`~parahydra_ros.data.synthetic.SyntheticRig`
   (real parallax and occlusions; textures from the same photographs);
-* ``folder:ROOT[:layout]``: a :class:`~parahydra_ros.data.folders.MultiViewFolderDataset`.
+* ``folder:ROOT[:layout]``: a :class:`~parahydra_ros.data.folders.MultiViewFolderDataset`;
+* ``bag:PATH:TOPIC,TOPIC…``: the complete approximate-time groups of those camera topics
+  of a rosbag (:class:`~parahydra_ros.data.bag_groups.BagGroupDataset`).
+
+Validation always uses held-back synthetic groups, so curves of runs on different
+sources compare.
 
 Every sample of a batch has the same number of views, drawn in ``min..max`` (LDMIC).
 """
@@ -21,7 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .folders import MultiViewFolderDataset, read_rgb
+from .bag_groups import BagGroupDataset, parse_bag_source
+from .folders import MultiViewFolderDataset
 from .synthetic import SyntheticRig
 from .textures import TextureBank
 from .transforms import RandomCrop, RandomFlip, views_to_tensor
@@ -43,7 +49,7 @@ class TrainingBatches:
         self.seed = seed
         self.texture_dirs = [str(d) for d in texture_dirs]
         self.textures = TextureBank.from_dirs(texture_dirs) if texture_dirs else TextureBank.default()
-        self._folder = _folder_dataset(source)
+        self._recorded = _recorded_dataset(source)
         self._validation = self._validation_groups(validation_groups)
 
     def describe(self) -> dict:
@@ -71,10 +77,10 @@ class TrainingBatches:
                                layout="grid" if rng.random() < 0.25 else "horizontal")
             views = np.stack(rig.render_group(int(rng.integers(2**31))).views)
         else:
-            group = self._folder.groups[int(rng.integers(len(self._folder)))]
-            chosen = rng.choice(len(group.paths), size=min(num_views, len(group.paths)), replace=False)
-            views = np.stack([read_rgb(group.paths[i]) for i in sorted(chosen)])
-            views = RandomCrop(self.crop)(views, rng)
+            index = int(rng.integers(len(self._recorded)))
+            count = self._recorded.view_count(index)
+            chosen = rng.choice(count, size=min(num_views, count), replace=False)
+            views = RandomCrop(self.crop)(self._recorded.views(index, sorted(chosen)), rng)
         return views_to_tensor(RandomFlip()(views, rng))
 
     def _photo_crop(self, rng: np.random.Generator) -> np.ndarray:
@@ -90,10 +96,15 @@ class TrainingBatches:
                 for i in range(count)]
 
 
-def _folder_dataset(source: str) -> MultiViewFolderDataset | None:
-    if not source.startswith("folder:"):
-        if source not in ("photos", "synthetic"):
-            raise ValueError(f"unknown training source {source!r} (photos, synthetic, folder:ROOT[:layout])")
-        return None
-    root, _, layout = source[len("folder:"):].partition(":")
-    return MultiViewFolderDataset(root, layout=layout or "groups")
+def _recorded_dataset(source: str) -> MultiViewFolderDataset | BagGroupDataset | None:
+    kind, _, spec = source.partition(":")
+    if kind == "folder":
+        root, _, layout = spec.partition(":")
+        layout = layout or "groups"  # the public datasets' layouts train on their train split
+        return MultiViewFolderDataset(root, layout=layout, split=None if layout == "groups" else "train")
+    if kind == "bag":
+        return BagGroupDataset(*parse_bag_source(spec))
+    if source not in ("photos", "synthetic"):
+        raise ValueError(f"unknown training source {source!r} (photos, synthetic, folder:ROOT[:layout], "
+                         "bag:PATH:TOPIC,TOPIC...)")
+    return None
