@@ -28,6 +28,7 @@ from parahydra_ros.data import (
     ldmic_transform,
     load_textures,
 )
+from parahydra_ros.data.training import TrainingBatches
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -98,6 +99,9 @@ def test_instereo2k_splits(tmp_path: Path) -> None:
     assert [g.name for g in test] == ["007"]
     assert test[0].paths == (tmp_path / "test/007/left.png", tmp_path / "test/007/right.png")
     assert MultiViewFolderDataset(tmp_path, layout="instereo2k", split="train")[2].shape == (2, 3, 8, 12)
+    training = TrainingBatches(f"folder:{tmp_path}:instereo2k", batch_size=2, crop=8, views=(2, 2),
+                               num_qualities=4, validation_groups=1)
+    assert training.batch(step=0)[0].shape == (2, 2, 3, 8, 8)  # the train split: no error for the missing split
 
 
 def test_cityscapes_splits_and_artefact_crop(tmp_path: Path) -> None:
