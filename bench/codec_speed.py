@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import median_time, multiview_images, print_table, write_json  # noqa: E402
+from common import median_time, multiview_images, print_table, run_worker, write_json  # noqa: E402
 
 COLUMNS = [
     ("config", "config", "s"), ("size", "size", "s"), ("views", "V", "d"),
@@ -147,15 +146,10 @@ def main() -> int:
     rows = []
     for config in configs:
         for size in args.sizes:
-            command = [sys.executable, __file__, "--worker", f"{config}@{size}", "--repeats",
-                       str(args.repeats if config != "paper" else 1), "--threads", str(args.threads),
-                       "--views", *map(str, args.views)] + (["--model", args.model] if args.model else [])
-            result = subprocess.run(command, capture_output=True, text=True)
-            if result.returncode:
-                print(f"{config} {size} failed:\n{result.stderr[-2000:]}", file=sys.stderr)
-                continue
-            rows += json.loads(result.stdout.strip().splitlines()[-1])
-            print(f"done {config} {size}", file=sys.stderr)
+            arguments = ["--worker", f"{config}@{size}", "--repeats", str(args.repeats if config != "paper" else 1),
+                         "--threads", str(args.threads), "--views", *map(str, args.views)]
+            rows += run_worker(__file__, arguments + (["--model", args.model] if args.model else []),
+                               f"{config} {size}") or []
     print_table(rows, COLUMNS)
     write_json(args.json, {"benchmark": "codec_speed", "rows": rows})
     return 0

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -55,3 +57,14 @@ def write_json(path: Path | None, payload: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
         print(f"wrote {path}")
+
+
+def run_worker(script: str, arguments: Sequence[str], label: str) -> list | dict | None:
+    """Run one case of ``script`` in a fresh process (``--worker …``) and return the JSON it
+    printed last; on failure, report ``label`` and the end of its stderr and return None."""
+    result = subprocess.run([sys.executable, script, *arguments], capture_output=True, text=True)
+    if result.returncode:
+        print(f"{label} failed:\n{result.stderr[-2000:]}", file=sys.stderr)
+        return None
+    print(f"done {label}", file=sys.stderr)
+    return json.loads(result.stdout.strip().splitlines()[-1])

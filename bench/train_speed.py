@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import print_table, write_json  # noqa: E402
+from common import print_table, run_worker, write_json  # noqa: E402
 
 COLUMNS = [
     ("config", "config", "s"), ("stage", "stage", "s"), ("views", "V", "d"), ("batch", "batch", "d"),
@@ -83,14 +82,10 @@ def main() -> int:
     for config in args.configs:
         for stage in range(len(STAGES)):
             steps = args.steps if config != "paper" else min(args.steps, 2)
-            command = [sys.executable, __file__, "--worker", f"{config}@{stage}", "--crop", str(args.crop),
-                       "--steps", str(steps), "--device", args.device, "--threads", str(args.threads)]
-            result = subprocess.run(command, capture_output=True, text=True)
-            if result.returncode:
-                print(f"{config} stage {stage} failed:\n{result.stderr[-2000:]}", file=sys.stderr)
-                continue
-            rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
-            print(f"done {config} {STAGES[stage][0]} V={STAGES[stage][2]}", file=sys.stderr)
+            arguments = ["--worker", f"{config}@{stage}", "--crop", str(args.crop), "--steps", str(steps),
+                         "--device", args.device, "--threads", str(args.threads)]
+            row = run_worker(__file__, arguments, f"{config} {STAGES[stage][0]} V={STAGES[stage][2]}")
+            rows += [row] if row else []
     print_table(rows, COLUMNS)
     write_json(args.json, {"benchmark": "train_speed", "rows": rows})
     return 0
