@@ -34,11 +34,16 @@ def test_eval_command_writes_json_and_plot(checkpoint, tmp_path):
             (tmp_path / "data" / group).mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(tmp_path / "data" / group / f"{view}.png"), photo(64, 96, shift=shift)[:, :, ::-1])
     out = tmp_path / "report.json"
-    assert cli(["eval", "--data", str(tmp_path / "data"), "--model", str(checkpoint),
+    ablation = tiny_checkpoint(tmp_path / "no_fusion.pt", steps=20, jd_fusion="none")
+    assert cli(["eval", "--data", str(tmp_path / "data"), "--model", str(checkpoint), "--compare", str(ablation),
                 "--anchors", "jpeg", "webp", "--json", str(out), "--plot", str(tmp_path / "rd.png")]) == 0
     report = json.loads(out.read_text())
     assert report["groups"] == ["a", "b"] and report["reference"] == "jpeg"
-    assert set(report["curves"]) == {"parahydra-joint", "parahydra-separate", "jpeg", "webp"}
+    assert set(report["curves"]) == {"parahydra-joint", "parahydra-separate", "no_fusion-joint",
+                                     "no_fusion-separate", "jpeg", "webp"}
+    assert report["compared"]["no_fusion"]["jd_fusion"] == "none" and report["model"]["jd_fusion"] == "pmifm"
+    assert report["curves"]["no_fusion-joint"] == report["curves"]["no_fusion-separate"]  # nothing to fuse with
+    assert report["curves"]["no_fusion-joint"] != report["curves"]["parahydra-joint"]
     assert len(report["curves"]["parahydra-joint"]) == 4
     assert report["bd"]["jpeg"]["bd_rate_pchip"] == 0
     assert math.isfinite(report["bd"]["webp"]["bd_rate_cubic"])

@@ -1,8 +1,9 @@
 """``parahydra eval``: ParaHydra against the classical codecs on real multi-view images.
 
-    parahydra eval --data ROOT [--model CKPT] --json out.json --plot out.png
+    parahydra eval --data ROOT [--model CKPT] [--compare CKPT ...] --json out.json --plot out.png
 
-For every quality of the model, and every setting of each classical anchor's sweep,
+For every quality of the model (and of each ``--compare`` checkpoint: ablation variants,
+the LDMIC baseline, an earlier training stage; curves named after the file), and every setting of each classical anchor's sweep,
 over the same images: bpp (every byte of every view), PSNR and MS-SSIM on the decoded
 8-bit images; ParaHydra decoded jointly and separately from the same bitstreams;
 BD-rate and BD-PSNR of every curve against one anchor (cubic and PCHIP). The JSON is
@@ -76,14 +77,18 @@ def plot_rd(curves: dict[str, list[RDPoint]], path: Path, title: str) -> None:
     plt.close(figure)
 
 
-def evaluate(codec, groups, anchors: list[str], reference: str) -> dict[str, Any]:
-    """Every curve and the BD table for ``groups`` (list of (name, views))."""
+def evaluate(codec, groups, anchors: list[str], reference: str,
+             compared: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every curve and the BD table for ``groups`` (list of (name, views)); ``compared`` maps
+    a label to another codec (an ablation variant or baseline) whose curves join the report."""
     from .anchors import ANCHORS
     from .model_rd import model_rd_points
     from .rd import anchor_rd_points
 
     views = [views for _, views in groups]
-    curves = {f"parahydra-{mode}": points for mode, points in model_rd_points(codec, views).items()}
+    models = {"parahydra": codec, **(compared or {})}
+    curves = {f"{label}-{mode}": points for label, model in models.items()
+              for mode, points in model_rd_points(model, views).items()}
     skipped = {}
     for name in anchors:
         available = ANCHORS[name].available()
@@ -94,12 +99,19 @@ def evaluate(codec, groups, anchors: list[str], reference: str) -> dict[str, Any
     if reference not in curves:
         raise ValueError(f"reference anchor {reference!r} was not evaluated")
     return {
-        "model": {"name": codec.identity.name, "hash": codec.identity.hash},
+        "model": _describe(codec),
+        "compared": {label: _describe(model) for label, model in (compared or {}).items()},
         "groups": [name for name, _ in groups], "views_per_group": [len(v) for v in views],
         "reference": reference, "skipped_anchors": skipped,
         "curves": {name: [_rounded(vars(p)) for p in points] for name, points in curves.items()},
         "bd": {name: _rounded(row) for name, row in bd_table(curves, reference).items()},
     }, curves
+
+
+def _describe(codec) -> dict[str, str]:
+    cfg = codec.model.cfg
+    return {"name": codec.identity.name, "hash": codec.identity.hash, "config": cfg.name,
+            "jd_fusion": cfg.jd_fusion, "entropy_model": cfg.entropy_model}
 
 
 def _rounded(values: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +125,8 @@ def register(subparsers) -> None:
     p.add_argument("--layout", default="groups", help="groups, instereo2k, cityscapes, wildtrack")
     p.add_argument("--split", default=None, help="train or test for the dataset layouts")
     p.add_argument("--model", type=Path, default=None, help="checkpoint (default: packaged model)")
+    p.add_argument("--compare", type=Path, nargs="*", default=[],
+                   help="more checkpoints (ablation variants, baselines), curves named after the file")
     p.add_argument("--device", default="cpu")
     p.add_argument("--max-views", type=int, default=None, help="first N views of each group")
     p.add_argument("--max-groups", type=int, default=None)
@@ -129,9 +143,12 @@ def cmd_eval(args) -> None:
     from ..codec.api import ParaHydraCodec
 
     codec = ParaHydraCodec.load(args.model, device=args.device)
+    compared = {path.stem: ParaHydraCodec.load(path, device=args.device) for path in args.compare}
+    if len(compared) != len(args.compare) or "parahydra" in compared:
+        raise ValueError(f"--compare needs distinct file names other than parahydra.*: {args.compare}")
     groups = load_groups(args.data, args.layout, args.split, args.max_views, args.max_groups)
     anchors = list(dict.fromkeys([*args.anchors, args.reference]))
-    report, curves = evaluate(codec, groups, anchors, args.reference)
+    report, curves = evaluate(codec, groups, anchors, args.reference, compared)
     report["data"] = str(args.data)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
@@ -150,5 +167,8 @@ def print_report(report: dict[str, Any]) -> None:
               f"{row['bd_psnr_pchip']:>12.2f}dB")
     for name, points in report["curves"].items():
         print(name + ": " + "  ".join(f"{p['bpp']:.3f}bpp/{p['psnr']:.2f}dB" for p in points))
+    for label, model in report["compared"].items():
+        print(f"compared {label}: {model['name']} ({model['hash']}), fusion {model['jd_fusion']}, "
+              f"entropy model {model['entropy_model']}")
     for name, reason in report["skipped_anchors"].items():
         print(f"skipped {name}: {reason}")
