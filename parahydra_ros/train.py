@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from .codec.checkpoint import apply_state, load_checkpoint, save_checkpoint
 from .loss import RateDistortionLoss
 from .model.configs import ModelConfig, get_config
-from .model.parahydra import ParaHydra
+from .model.parahydra import GAIN_PARAMETERS, ParaHydra, log_gains_at
 
 
 @dataclass
@@ -86,8 +86,17 @@ class Trainer:
 
     # -- state ---------------------------------------------------------------------------
     def load_weights(self, path: Path) -> None:
-        """Initialise from another checkpoint's weights (e.g. single-view pretraining)."""
-        loaded = apply_state(self.model, load_checkpoint(path)["state_dict"], strict=False)
+        """Initialise from another checkpoint's weights (e.g. single-view pretraining); quality
+        gains trained at other λ are carried to this run's λ (``log_gains_at``)."""
+        checkpoint = load_checkpoint(path)
+        state = dict(checkpoint["state_dict"])
+        trained_at = tuple(checkpoint["config"]["lambdas"])
+        if trained_at != tuple(self.cfg.lambdas):
+            for key in GAIN_PARAMETERS:
+                if key in state:
+                    state[key] = log_gains_at(trained_at, state[key].float(), self.cfg.lambdas)
+            _log(self.rank, f"quality gains carried from λ {trained_at} to {tuple(self.cfg.lambdas)}")
+        loaded = apply_state(self.model, state, strict=False)
         _log(self.rank, f"initialised {len(loaded)}/{len(self.model.state_dict())} tensors from {path}")
 
     def resume(self, path: Path) -> None:
@@ -245,6 +254,8 @@ def register(subparsers) -> None:
     p.add_argument("--config", default=defaults.config, help="paper, small or tiny")
     p.add_argument("--jd-fusion", default=None, help="ablation: joint-decoder fusion variant")
     p.add_argument("--entropy-model", default=None, help="ablation: entropy model variant")
+    p.add_argument("--lambdas", default=None,
+                   help="λ of the quality levels, ascending, e.g. 16,128,384,1152,3456 (default: the config's)")
     p.add_argument("--data", default="synthetic",
                    help="photos | synthetic | folder:ROOT[:groups|instereo2k|cityscapes|wildtrack] "
                         "(train split) | bag:PATH:TOPIC,TOPIC... (a rosbag's camera groups)")
@@ -278,6 +289,8 @@ def cmd_train(args) -> None:
         metric=args.metric, val_every=args.val_every, save_every=args.save_every, seed=args.seed,
         amp=args.amp, device=args.device, gate_lr_scale=args.gate_lr_scale)
     switches = {k: v for k, v in (("jd_fusion", args.jd_fusion), ("entropy_model", args.entropy_model)) if v}
+    if args.lambdas:
+        switches["lambdas"] = tuple(float(v) for v in args.lambdas.split(","))
     cfg = get_config(args.config, **switches)
     data = TrainingBatches(args.data, args.batch_size, args.crop, views, cfg.num_qualities,
                            seed=args.seed, texture_dirs=args.textures)

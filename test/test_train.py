@@ -1,4 +1,5 @@
 """Training: a step lowers the loss, resume reproduces the run, DDP runs on gloo."""
+import math
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import torch
 
 from parahydra_ros.codec.checkpoint import load_checkpoint, load_model
 from parahydra_ros.data.training import TrainingBatches
+from parahydra_ros.model.configs import get_config
 from parahydra_ros.train import MetricsLog, Trainer, TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,3 +99,24 @@ def test_two_process_gloo_ddp_step(tmp_path):
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert load_checkpoint(tmp_path / "latest.pt")["metadata"]["step"] == 2
+
+
+def test_init_carries_quality_gains_to_new_lambdas(tmp_path):
+    trained = Trainer(_settings(steps=1), _data(_settings()), tmp_path / "a")
+    trained.run(command="test")
+    old = trained.model.y_log_gain.detach()
+    lambdas = (32.0, 128.0, 384.0, 1152.0, 3456.0)  # a lower rate point below the preset's four
+    cfg = get_config("tiny", lambdas=lambdas)
+    settings = _settings()
+    extended = Trainer(settings, TrainingBatches("synthetic", 2, 64, (2, 3), num_qualities=5, validation_groups=1),
+                       tmp_path / "b", cfg)
+    extended.load_weights(tmp_path / "a" / "latest.pt")
+    new = extended.model.y_log_gain.detach()
+    assert new.shape == (5, old.shape[1])
+    assert torch.equal(new[1:], old)  # trained λ keep their gains exactly
+    # 32 is two thirds of a 128→384 step (in log λ) below 128: extended linearly
+    step = (old[1] - old[0]) * (math.log(128 / 32) / math.log(3))
+    assert torch.allclose(new[0], old[0] - step, atol=1e-6)
+    extended.train_step(*extended.data.batch(0))  # and it trains at five levels
+    with pytest.raises(ValueError, match="strictly ascending"):
+        get_config("tiny", lambdas=(384.0, 128.0))

@@ -57,6 +57,8 @@ class ModelConfig:
             raise ValueError(f"opam_vpa_key must be aligned or propagated, got {self.opam_vpa_key!r}")
         if not self.lambdas:
             raise ValueError("a model needs at least one quality level")
+        if any(lam <= 0 for lam in self.lambdas) or list(self.lambdas) != sorted(set(self.lambdas)):
+            raise ValueError(f"lambdas must be positive and strictly ascending, got {tuple(self.lambdas)}")
 
     @property
     def slice_channels(self) -> int:

@@ -18,10 +18,14 @@ Rate control: one model carries ``Q`` quality levels, each a learned gain vector
 gained deep image compression"). Para-EM predicts (σ, μ) for the *normalised*
 latent and codes ``round((y − μ)·g)``, i.e. ``1/g`` is a per-channel quantisation
 step; ``z`` is coded as ``z·g_z`` by one EntropyBottleneck. A robot can change its
-quality per frame without reloading weights.
+quality per frame without reloading weights. ``log_gains_at`` carries trained gains
+to other λ (``parahydra train --init`` with ``--lambdas``), so a rate point can be added
+to a trained model.
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -146,3 +150,24 @@ class ParaHydra(CompressionModel):
         self.h_a.to(encoder)
         self.decoder.to(decoder)
         return self
+
+
+#: Parameters holding one log-gain vector per quality level (Q×channels).
+GAIN_PARAMETERS = ("y_log_gain", "z_log_gain")
+
+
+def log_gains_at(lambdas: Sequence[float], log_gains: Tensor, new_lambdas: Sequence[float]) -> Tensor:
+    """Log-gains (Q×C) trained at ``lambdas`` (ascending), carried to ``new_lambdas``: per channel,
+    linear in log λ between the two nearest trained levels, extended linearly past the ends.
+    A λ that was trained keeps its gains exactly."""
+    if len(lambdas) != len(log_gains):
+        raise ValueError(f"{len(lambdas)} λ for {len(log_gains)} gain vectors")
+    if len(lambdas) == 1:
+        return log_gains.expand(len(new_lambdas), -1).clone()
+    logs = [math.log(lam) for lam in lambdas]
+    rows = []
+    for lam in new_lambdas:
+        upper = min(max(1, sum(x < math.log(lam) for x in logs)), len(logs) - 1)
+        weight = (math.log(lam) - logs[upper - 1]) / (logs[upper] - logs[upper - 1])
+        rows.append(torch.lerp(log_gains[upper - 1], log_gains[upper], weight))
+    return torch.stack(rows)
