@@ -253,6 +253,29 @@ def test_a_failing_node_stops_the_others(tmp_path):
             sleeper.process.kill()
 
 
+def test_nodes_stop_on_sigint_when_the_launcher_inherited_it_ignored(tmp_path):
+    """A launcher run in the background of a script gets SIGINT ignored; its nodes must not."""
+    ready = tmp_path / "ready"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        group = ProcessGroup(stop_timeout=20.0)
+        child = group.start("node", _python(f"""
+            import pathlib, time
+            pathlib.Path({str(ready)!r}).touch()
+            time.sleep(60)
+        """))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        _wait_for(ready)
+        start = time.monotonic()
+        assert group.stop() == 0
+        assert child.process.returncode == -signal.SIGINT and time.monotonic() - start < 10  # no SIGTERM
+    finally:
+        if child.process.poll() is None:
+            child.process.kill()
+
+
 def test_children_die_with_a_killed_launcher(tmp_path):
     pid_file = tmp_path / "child.pid"
     launcher = subprocess.Popen(_python(f"""

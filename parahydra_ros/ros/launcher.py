@@ -46,8 +46,15 @@ class Child:
         return self.process.pid
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: SIGTERM this child when the launcher dies, even by SIGKILL (no orphans)."""
+def _prepare_child() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Let the child receive the SIGINT that asks it to stop, and (Linux) SIGTERM it when the
+    launcher dies, even by SIGKILL (no orphans).
+
+    A launcher started in the background of a script inherits SIGINT *ignored* (POSIX shells
+    do that to asynchronous commands), and so would its nodes — Python then installs no
+    KeyboardInterrupt handler and every stop would escalate to SIGTERM.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
@@ -73,7 +80,7 @@ class ProcessGroup:
         process = subprocess.Popen(
             list(argv), env=self.env, start_new_session=True, stdin=subprocess.DEVNULL,
             stdout=output, stderr=None if output is None else subprocess.STDOUT,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+            preexec_fn=_prepare_child if os.name == "posix" else None)
         child = Child(label, list(argv), process)
         self.children.append(child)
         _say(f"started {label} (pid {process.pid})")
