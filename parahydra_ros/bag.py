@@ -52,7 +52,7 @@ def register(subparsers) -> None:
     common(comp)
     comp.add_argument("--cameras", required=True, action="extend", type=_topic_list,
                       help="comma-separated camera topics (sensor_msgs/Image or CompressedImage)")
-    comp.add_argument("--quality", type=int, default=1, help="quality index of the model (0 = lowest rate)")
+    comp.add_argument("--quality", type=int, default=3, help="quality index of the model (0 = lowest rate)")
     comp.add_argument("--verify", action="store_true",
                       help="decode every group jointly and report the PSNR against the input")
     comp.set_defaults(func=cmd_compress)

@@ -107,7 +107,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     enc = sub.add_parser("encode", help="code one image file (one camera view)")
     enc.add_argument("image", type=Path)
     enc.add_argument("output", type=Path)
-    enc.add_argument("--quality", type=int, default=1)
+    enc.add_argument("--quality", type=int, default=3)
     enc.add_argument("--force", action="store_true", help="overwrite OUTPUT")
     _add_model_args(enc)
     enc.set_defaults(func=cmd_encode)

@@ -55,7 +55,7 @@ def register(subparsers) -> None:
                    help=f"groups (instants of every camera) to measure (default {DEFAULT_FRAMES})")
     p.add_argument("--size", type=_size, default=None,
                    help="WxH of the views (default 640x480 synthetic; a folder or bag is resized to it)")
-    p.add_argument("--quality", type=int, default=1, help="quality index of every encoder (0 = lowest rate)")
+    p.add_argument("--quality", type=int, default=3, help="quality index of every encoder (0 = lowest rate)")
     p.add_argument("--model", type=Path, default=None, help="checkpoint (default: the packaged model)")
     p.add_argument("--device", default="cpu", help="device of every node: cpu, cuda or auto")
     p.add_argument("--rate", type=float, default=0.0,

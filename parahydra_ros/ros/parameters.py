@@ -63,8 +63,9 @@ ENCODER = _table(
               "Name of this camera in CompressedLatent.camera and in the decoder's logs "
               "(empty: the last component of the node's namespace, else the node name)"),
     ParamSpec("model", "string", "", "ParaHydra checkpoint file (empty: the packaged default model)"),
-    ParamSpec("quality", "integer", 1,
-              "Quality / rate index of the model, 0 = lowest rate", runtime=True),
+    ParamSpec("quality", "integer", 3,
+              "Quality / rate index of the model, 0 = lowest rate (packaged model: 0..5, "
+              "~0.1..1 bpp)", runtime=True),
     ParamSpec("device", "string", "cpu", "Device of the encoder: cpu, cuda, cuda:N or auto"),
     ParamSpec("threads", "integer", 0,
               "CPU threads of each encoding worker (torch.set_num_threads; 0: the cores shared "
