@@ -30,7 +30,7 @@ def test_pipeline_3cam_describes_three_encoders_a_decoder_and_a_replay():
     replay, *encoders, decoder = pipeline.nodes
     assert [(e.namespace, e.name, e.remappings) for e in encoders] == [
         (f"/cam{i}", "parahydra_encoder", (("image", f"/cam{i}/image"),)) for i in range(3)]
-    assert all(e.parameters["quality"] == 1 and e.parameters["device"] == "cpu" for e in encoders)
+    assert all(e.parameters["quality"] == 3 and e.parameters["device"] == "cpu" for e in encoders)
     assert pipeline.cameras == ["cam0", "cam1", "cam2"]
     assert decoder.parameters["cameras"] == ["/cam0", "/cam1", "/cam2"] and decoder.parameters["device"] == "auto"
     assert replay.parameters["cameras"] == ["cam0", "cam1", "cam2"] and replay.remappings == ()
