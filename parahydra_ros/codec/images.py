@@ -17,6 +17,13 @@ def padding_for(height: int, width: int) -> tuple[int, int]:
     return (-height) % PAD_MULTIPLE, (-width) % PAD_MULTIPLE
 
 
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """An H×W (or H×W×1) mono image replicated to H×W×3; any other array unchanged."""
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
+
+
 def image_to_tensor(image: np.ndarray) -> Tensor:
     """uint8 H×W×3 RGB (or H×W mono, replicated to 3 channels) → 1×3×Hp×Wp in [0, 1].
 
@@ -25,10 +32,7 @@ def image_to_tensor(image: np.ndarray) -> Tensor:
     """
     if image.dtype != np.uint8:
         raise TypeError(f"images must be uint8, got {image.dtype}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
+    image = as_rgb(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an H×W×3 RGB or H×W mono image, got shape {image.shape}")
     height, width = image.shape[:2]

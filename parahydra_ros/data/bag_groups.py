@@ -22,6 +22,7 @@ from ..bagtools import messages as m
 from ..bagtools.errors import FrameError
 from ..bagtools.grouping import SyncSettings, grouped
 from ..bagtools.reading import check_camera_topics, open_bag
+from ..codec.images import as_rgb
 
 
 class BagGroupDataset:
@@ -33,8 +34,7 @@ class BagGroupDataset:
     ``ValueError`` when no complete group is left.
     """
 
-    def __init__(self, path: str | Path, topics: Sequence[str], sync: SyncSettings = SyncSettings(),
-                 max_groups: int | None = None):
+    def __init__(self, path: str | Path, topics: Sequence[str], sync: SyncSettings = SyncSettings()):
         self.path = Path(path)
         self.skipped = 0
         self.groups: list[tuple[bytes, ...]] = []
@@ -46,8 +46,6 @@ class BagGroupDataset:
                     self.skipped += 1
                     continue
                 self.groups.append(tuple(_png(view) for view in views))
-                if max_groups is not None and len(self.groups) >= max_groups:
-                    break
         if not self.groups:
             raise ValueError(f"{self.path}: no complete group of same-size views on {', '.join(self.topics)} "
                              f"({self.skipped} incomplete or mixed-size groups)")
@@ -78,8 +76,7 @@ class BagGroupDataset:
             except Exception as error:  # rosbags raises what the bytes provoke; conversions raise ValueError
                 raise FrameError(bag.path, msg.topic, msg.topic_index, msg.index,
                                  f"cannot read the {msgtype} as an image: {error}") from error
-            rgb = np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels
-            yield slot[msg.topic], m.stamp_ns(camera_msg.header), rgb
+            yield slot[msg.topic], m.stamp_ns(camera_msg.header), as_rgb(pixels)
 
 
 def parse_bag_source(spec: str) -> tuple[Path, list[str]]:

@@ -3,8 +3,8 @@
     parahydra eval --data ROOT [--model CKPT] [--compare CKPT ...] --json out.json --plot out.png
 
 For every quality of the model (and of each ``--compare`` checkpoint: ablation variants,
-the LDMIC baseline, an earlier training stage; curves named after the file), and every setting of each classical anchor's sweep,
-over the same images: bpp (every byte of every view), PSNR and MS-SSIM on the decoded
+the LDMIC baseline, an earlier training stage; curves named after the file), and every
+setting of each classical anchor's sweep, over the same images: bpp (every byte of every view), PSNR and MS-SSIM on the decoded
 8-bit images; ParaHydra decoded jointly and separately from the same bitstreams;
 BD-rate and BD-PSNR of every curve against one anchor (cubic and PCHIP). The JSON is
 sorted and rounded so two versions can be diffed.

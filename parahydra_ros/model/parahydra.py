@@ -24,6 +24,7 @@ to a trained model.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -166,8 +167,8 @@ def log_gains_at(lambdas: Sequence[float], log_gains: Tensor, new_lambdas: Seque
         return log_gains.expand(len(new_lambdas), -1).clone()
     logs = [math.log(lam) for lam in lambdas]
     rows = []
-    for lam in new_lambdas:
-        upper = min(max(1, sum(x < math.log(lam) for x in logs)), len(logs) - 1)
-        weight = (math.log(lam) - logs[upper - 1]) / (logs[upper] - logs[upper - 1])
+    for target in map(math.log, new_lambdas):
+        upper = min(max(1, bisect.bisect_left(logs, target)), len(logs) - 1)  # the segment holding it
+        weight = (target - logs[upper - 1]) / (logs[upper] - logs[upper - 1])
         rows.append(torch.lerp(log_gains[upper - 1], log_gains[upper], weight))
     return torch.stack(rows)
