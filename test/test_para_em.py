@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from compressai.ans import BufferedRansEncoder
 from skimage import data
 
-from parahydra_ros.model import para_em
+from parahydra_ros.model import latent_codec
 from parahydra_ros.model.checkerboard import (
     anchor_mask,
     ckbd_anchor,
@@ -175,14 +175,14 @@ def test_bitstream_is_one_rans_stream_in_decode_order(monkeypatch):
     y, phi = natural_latent(cfg.M, 64, 128)
     gain = channel_gain(cfg.M)
     indexes = []
-    original = para_em.scale_indexes
+    original = latent_codec.scale_indexes
 
     def spy(gc, scales):
         out = original(gc, scales)
         indexes.append(out.reshape(-1))
         return out
 
-    monkeypatch.setattr(para_em, "scale_indexes", spy)
+    monkeypatch.setattr(latent_codec, "scale_indexes", spy)
     with torch.inference_mode():
         string, _, symbols = model.compress(y, phi, gain)
     c = cfg.slice_channels

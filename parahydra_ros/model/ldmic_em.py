@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from .checkerboard import squeeze_anchor, squeeze_nonanchor, unsqueeze_anchor, unsqueeze_nonanchor
 from .configs import ModelConfig
 from .contexts import EntropyParameters
-from .para_em import LatentEntropyModel, _Coder
+from .latent_codec import LatentEntropyModel, _Coder
 
 __all__ = ["LdmicCheckerboardEntropyModel"]
 
