@@ -144,21 +144,57 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Estimated bpp and PSNR per quality on the held-back groups."""
+        """Validation metrics, all from held-back data:
+
+        * ``val_bpp_q*`` / ``val_psnr_q*``: estimated bpp and PSNR per quality on synthetic groups;
+        * ``val_photo_bpp_q*`` / ``val_photo_psnr_q*``: the same on held-back real photographs
+          (one view, no side); ``val_photo_psnr_inf``: their PSNR without quantisation
+          (``Para-JD(g_a(x))``), the ceiling no rate can pass;
+        * ``val_partner_gain_q*`` / ``val_unrelated_gain_q*``: dB that the first view of each
+          synthetic group gains over decoding it alone, from its true partners and from the
+          views of another group in their place (the same ``ŷ``). A fusion that uses the other
+          cameras shows a partner gain well above an unrelated gain near zero.
+        """
         self.model.eval()
         results: dict[str, float] = {}
+        groups = [x.to(self.device) for x in self.data.validation()]
+        photos = [x.to(self.device) for x in self.data.validation_photos()]
         for q in range(self.cfg.num_qualities):
-            totals = {"bpp": 0.0, "psnr": 0.0}
-            groups = self.data.validation()
-            for x in groups:
-                x = x.to(self.device)
-                quality = torch.full((x.shape[0],), q, device=self.device)
-                metrics = self.criterion(self.model(x, quality), x, quality)
-                totals["bpp"] += float(metrics["bpp"])
-                totals["psnr"] += float(metrics["psnr"])
-            for key, value in totals.items():
-                results[f"val_{key}_q{q}"] = value / max(len(groups), 1)
+            for prefix, samples in (("val", groups), ("val_photo", photos)):
+                if not samples:
+                    continue
+                totals = {"bpp": 0.0, "psnr": 0.0}
+                for x in samples:
+                    quality = torch.full((x.shape[0],), q, device=self.device)
+                    metrics = self.criterion(self.model(x, quality), x, quality)
+                    totals["bpp"] += float(metrics["bpp"])
+                    totals["psnr"] += float(metrics["psnr"])
+                for key, value in totals.items():
+                    results[f"{prefix}_{key}_q{q}"] = value / len(samples)
+            if len(groups) > 1 and groups[0].shape[1] > 1:
+                results.update({f"{k}_q{q}": v for k, v in self._side_view_control(groups, q).items()})
+        if photos:
+            decoder = self.model.decoder
+            psnrs = [_psnr(decoder(self.model.g_a(x.flatten(0, 1)).unsqueeze(1), joint=False), x)
+                     for x in photos]
+            results["val_photo_psnr_inf"] = sum(psnrs) / len(psnrs)
         return results
+
+    def _side_view_control(self, groups: list[Tensor], q: int) -> dict[str, float]:
+        """Partner and unrelated-side gains (dB) of view 0 of every group at quality ``q``."""
+        latents = []
+        for x in groups:
+            quality = torch.full((x.shape[0],), q, device=self.device)
+            latents.append(self.model.quantized_latents(x, quality)[0])
+        gains = {"val_partner_gain": 0.0, "val_unrelated_gain": 0.0}
+        decoder = self.model.decoder
+        for i, (x, y_hat) in enumerate(zip(groups, latents)):
+            other = latents[(i + 1) % len(latents)]
+            unrelated = torch.cat([y_hat[:, :1], other[:, 1:]], dim=1)
+            alone = _psnr(decoder(y_hat[:, :1], joint=False), x[:, :1])
+            gains["val_partner_gain"] += _psnr(decoder(y_hat)[:, :1], x[:, :1]) - alone
+            gains["val_unrelated_gain"] += _psnr(decoder(unrelated)[:, :1], x[:, :1]) - alone
+        return {k: v / len(groups) for k, v in gains.items()}
 
     def run(self, command: str, until: int | None = None) -> None:
         """Train up to step ``until`` (default: the end of the schedule), saving as it goes."""
@@ -222,6 +258,12 @@ def _parameter_groups(model: nn.Module, lr: float, gate_lr_scale: float = 1.0
     return [{"params": rest}, {"params": gates, "lr": lr * gate_lr_scale}], aux
 
 
+def _psnr(x_hat: Tensor, x: Tensor) -> float:
+    """PSNR (dB) of ``x_hat`` clamped to [0, 1] against ``x``, over the whole tensor."""
+    mse = float((x_hat.clamp(0, 1) - x).pow(2).mean())
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
 def _distributed_rank() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -257,9 +299,15 @@ def register(subparsers) -> None:
     p.add_argument("--lambdas", default=None,
                    help="λ of the quality levels, ascending, e.g. 16,128,384,1152,3456 (default: the config's)")
     p.add_argument("--data", default="synthetic",
-                   help="photos | synthetic | folder:ROOT[:groups|instereo2k|cityscapes|wildtrack] "
+                   help="photos (one view) | synthetic | mixed (photos for one-view batches, synthetic "
+                        "groups otherwise) | folder:ROOT[:groups|instereo2k|cityscapes|wildtrack] "
                         "(train split) | bag:PATH:TOPIC,TOPIC... (a rosbag's camera groups)")
-    p.add_argument("--textures", nargs="*", default=[], help="extra photo folders for textures")
+    p.add_argument("--unrelated-rate", type=float, default=0.0,
+                   help="fraction of multi-view groups whose last view is replaced by another "
+                        "group's view, so the decoder learns to ignore side views of other scenes")
+    p.add_argument("--textures", nargs="*", default=[],
+                   help="photo folders (searched recursively) for photo crops and synthetic textures; "
+                        "every 40th photo is held back for validation")
     p.add_argument("--views", default=f"{defaults.min_views}-{defaults.max_views}",
                    help="views per group, N or MIN-MAX (1 = single-view pretraining)")
     for name in ("steps", "batch_size", "crop", "val_every", "save_every", "seed"):
@@ -293,7 +341,7 @@ def cmd_train(args) -> None:
         switches["lambdas"] = tuple(float(v) for v in args.lambdas.split(","))
     cfg = get_config(args.config, **switches)
     data = TrainingBatches(args.data, args.batch_size, args.crop, views, cfg.num_qualities,
-                           seed=args.seed, texture_dirs=args.textures)
+                           seed=args.seed, texture_dirs=args.textures, unrelated_rate=args.unrelated_rate)
     trainer = Trainer(settings, data, args.out, cfg)
     latest = args.out / "latest.pt"
     if args.resume and latest.exists():

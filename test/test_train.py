@@ -39,6 +39,44 @@ def test_batches_are_reproducible_and_aligned():
     assert photos.batch(0)[0].shape == (2, 1, 3, 64, 64)
 
 
+def test_mixed_source_and_unrelated_side_views():
+    mixed = TrainingBatches("mixed", 3, 64, (1, 3), num_qualities=4, validation_groups=1)
+    sizes = {mixed.batch(step)[0].shape[1] for step in range(12)}
+    assert sizes == {1, 2, 3}  # one-view batches (photo crops) and synthetic groups
+    with pytest.raises(ValueError, match="single view"):
+        TrainingBatches("photos", 2, 64, (1, 2), num_qualities=4)
+    swapped = TrainingBatches("synthetic", 3, 64, (2, 2), num_qualities=4, validation_groups=1,
+                              unrelated_rate=1.0)
+    plain = TrainingBatches("synthetic", 3, 64, (2, 2), num_qualities=4, validation_groups=1)
+    x, _ = swapped.batch(7)
+    y, _ = plain.batch(7)
+    for b in range(3):  # every group's last view is the next group's first view
+        assert torch.equal(x[b, 0], y[b, 0])
+        assert torch.equal(x[b, 1], y[(b + 1) % 3, 0])
+
+
+def test_validation_reports_real_photos_and_the_side_view_control(tmp_path):
+    import cv2
+    from skimage import data as skdata
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    image = skdata.astronaut()
+    for i in range(40):  # the 40th of these plus scikit-image's photos is held back
+        crop = image[4 * i:4 * i + 300, 2 * i:2 * i + 300]
+        cv2.imwrite(str(photos / f"{i:02d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    settings = _settings(batch_size=1, crop=64)
+    data = TrainingBatches("mixed", 1, 64, (1, 3), num_qualities=4, texture_dirs=[photos],
+                           validation_groups=2)
+    assert data.describe()["validation_photos"] == 1
+    assert len(data.textures) == 43  # 4 bundled + 40 - 1 held back
+    results = Trainer(settings, data, tmp_path / "run").validate()
+    for q in range(4):
+        for key in ("val_psnr", "val_photo_psnr", "val_photo_bpp", "val_partner_gain", "val_unrelated_gain"):
+            assert math.isfinite(results[f"{key}_q{q}"])
+    assert 0 < results["val_photo_psnr_inf"] < 100
+
+
 def test_training_steps_lower_the_loss_on_a_fixed_batch(tmp_path):
     settings = _settings()
     trainer = Trainer(settings, _data(settings), tmp_path)

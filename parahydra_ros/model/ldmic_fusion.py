@@ -40,5 +40,11 @@ class MultiJCT(nn.Module):
         out = flat + self.refine(torch.cat([attended, r], dim=1))
         return out.view(batch, views, channels, height, width)
 
+    def refine_alone(self, main: Tensor) -> Tensor:
+        """A view without side views (``B x C x H x W``): its own trunk feature stands in for
+        the attended one, so the refinement's capacity does not need a side view."""
+        r = self.trunk(main)
+        return main + self.refine(torch.cat([r, r], dim=1))
+
     def forward(self, x: Tensor) -> Tensor:
         return self.fuse_views(x)

@@ -8,8 +8,15 @@ network, where LDMIC puts its two JCTs::
               deconv5x5 s2 N->N, IGDN            deconv5x5 s2 N->3
 
 Every view is refined from the same inputs (Jacobi style): ``u_i = PMIFM_1(y_i,
-{y_j}_{j != i})``, and likewise at the second level. Weights are shared over views;
-one view (no side) is plain single-image decoding.
+{y_j}_{j != i})``, and likewise at the second level. Weights are shared over views.
+
+A view without side views (a single camera, a partner that dropped out, or
+``joint=False``) still runs each PMIFM's refinement ``R``, with the view itself as
+the fused feature: ``u = y + R([y, y])``, which is what OPAM returns for a side
+identical to the main. Decoder capacity then does not depend on whether a side view
+is present, so joint decoding gains over separate decoding only by what the other
+views carry (issue 12: a model whose refinement ran only with a side learnt to use
+any second picture, even an unrelated one or the view itself, as a trigger).
 
 Each fusion's residual is scaled by a learnable gate initialised at 0 (as in
 ReZero, Bachlechner et al. 2020): ``u = y + g·(PMIFM(y, sides) − y)``. An untrained
@@ -63,9 +70,13 @@ class ParaJD(nn.Module):
 
     def _fuse(self, level: int, x: Tensor, joint: bool) -> Tensor:
         fusion = (self.fusion1, self.fusion2)[level]
-        if fusion is None or not joint or x.shape[1] == 1:
+        if fusion is None:
             return x
-        return x + self.gates[level] * (fusion.fuse_views(x) - x)
+        if joint and x.shape[1] > 1:
+            fused = fusion.fuse_views(x)
+        else:
+            fused = fusion.refine_alone(x.flatten(0, 1)).view_as(x)
+        return x + self.gates[level] * (fused - x)
 
     @staticmethod
     def _per_view(layers: nn.Module, x: Tensor) -> Tensor:

@@ -88,6 +88,12 @@ class ParaHydra(CompressionModel):
         Returns ``x_hat`` (B×V×3×H×W, unclamped) and the likelihoods of ``y`` and ``z``
         of every view (views folded into the batch).
         """
+        y_hat, likelihoods = self.quantized_latents(x, quality)
+        return {"x_hat": self.decoder(y_hat), "likelihoods": likelihoods}
+
+    def quantized_latents(self, x: Tensor, quality: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The training pass up to Para-JD: ``ŷ`` (B×V×M×h×w) and the likelihoods of ``y``
+        and ``z`` (views folded into the batch), for decoding one ``ŷ`` several ways."""
         B, V = x.shape[:2]
         views = x.flatten(0, 1)
         y_gain, z_gain = self.gains(quality.repeat_interleave(V))
@@ -97,8 +103,7 @@ class ParaHydra(CompressionModel):
         medians = self.entropy_bottleneck._get_medians()
         z_hat = (quantize_ste(z - medians) + medians) / z_gain
         y_hat, y_likelihoods = self.entropy_model(y, self.h_s(z_hat), y_gain)
-        x_hat = self.decoder(y_hat.unflatten(0, (B, V)))
-        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        return y_hat.unflatten(0, (B, V)), {"y": y_likelihoods, "z": z_likelihoods}
 
     # -- coding --------------------------------------------------------------------------
     @torch.inference_mode()

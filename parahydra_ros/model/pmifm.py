@@ -179,6 +179,11 @@ class PMIFM(nn.Module):
     def _refine(self, main: Tensor, fused: Tensor) -> Tensor:
         return main + self.fusion(torch.cat([fused, main], dim=1))
 
+    def refine_alone(self, main: Tensor) -> Tensor:
+        """The refinement of a view without side views, ``main + R([main, main])``
+        (``B x C x H x W``): the fused feature is the view itself."""
+        return self._refine(main, main)
+
     def forward(self, main: Tensor, sides: Sequence[Tensor], return_weights: bool = False):
         """Fuse the ``sides`` into ``main`` (all ``B x C x H x W``).
 
