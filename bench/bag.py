@@ -45,13 +45,13 @@ from parahydra_ros.bagtools import bag_info, compress_bag, decompress_bag  # noq
 from parahydra_ros.bagtools import messages as m  # noqa: E402
 from parahydra_ros.bagtools.reading import disk_size  # noqa: E402
 from parahydra_ros.bagtools.topics import latent_topic  # noqa: E402
+from parahydra_ros.codec import image_conversions as conv  # noqa: E402
 from parahydra_ros.codec.api import ParaHydraCodec  # noqa: E402
 from parahydra_ros.codec.checkpoint import DEFAULT_MODEL  # noqa: E402
+from parahydra_ros.codec.metrics import psnr  # noqa: E402
 from parahydra_ros.data.synthetic import SyntheticRig  # noqa: E402
 from parahydra_ros.eval.anchors import ANCHORS  # noqa: E402
-from parahydra_ros.eval.metrics import psnr  # noqa: E402
 from parahydra_ros.eval.rd import anchor_rd_points, bpp_at_psnr  # noqa: E402
-from parahydra_ros.ros import image_conversions as conv  # noqa: E402
 
 CAMERAS = ["/cam0/image_raw", "/cam1/image_raw", "/cam2/image_raw"]
 MS = 1_000_000

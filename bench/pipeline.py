@@ -4,7 +4,7 @@
                              [--rate 0] [--json out/bench/pipeline.json]
     python bench/pipeline.py --quick --model CKPT     # 4 groups per camera count
 
-For each camera count, the pipeline of ``parahydra demo`` (``parahydra_ros.demo_pipeline.
+For each camera count, the pipeline of ``parahydra demo`` (``parahydra_ros.demo.pipeline.
 run_pipeline``: one encoder process per camera, one joint decoder process, the camera replay
 and a collector in this process, over DDS) codes ``--frames`` groups of synthetic views at
 ``--size``, then reports:
@@ -48,8 +48,8 @@ COLUMNS = [
 def measure(cameras: int, size: tuple[int, int], frames: int, model: str, quality: int, device: str,
             rate: float, work: Path) -> dict:
     """One pipeline run of ``cameras`` cameras: the row of the table (and more)."""
-    from parahydra_ros.demo_pipeline import PipelineSpec, run_pipeline
-    from parahydra_ros.demo_report import summarize
+    from parahydra_ros.demo.pipeline import PipelineSpec, run_pipeline
+    from parahydra_ros.demo.report import summarize
 
     spec = PipelineSpec(cameras=tuple(f"cam{i}" for i in range(cameras)), frames=frames, model=model,
                         quality=quality, device=device, width=size[0], height=size[1], rate=rate)
@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from parahydra_ros.codec.checkpoint import DEFAULT_MODEL
-    from parahydra_ros.demo_pipeline import dds_environment
-    from parahydra_ros.demo_report import json_safe
+    from parahydra_ros.demo.pipeline import dds_environment
+    from parahydra_ros.demo.report import json_safe
 
     torch.set_num_threads(1)  # this process only measures; the nodes have the cores
     model = Path(args.model) if args.model else DEFAULT_MODEL

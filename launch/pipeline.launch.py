@@ -4,7 +4,7 @@
     ros2 launch parahydra_ros pipeline.launch.py config:=stereo quality:=3 device:=cuda
     ros2 launch parahydra_ros pipeline.launch.py config:=/path/robot.yaml replay:=false
 
-The nodes come from ``parahydra_ros.ros.pipeline_config.load_pipeline``, the same
+The nodes come from ``parahydra_ros.pipeline.config.load_pipeline``, the same
 parser ``parahydra launch`` uses, so both start the same nodes from the same file.
 """
 from launch import LaunchDescription
@@ -12,7 +12,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from parahydra_ros.ros.pipeline_config import load_pipeline, parse_overrides
+from parahydra_ros.pipeline.config import load_pipeline, parse_overrides
 
 #: Launch arguments: name → (default, description). Empty means "as in the file".
 ARGUMENTS = {

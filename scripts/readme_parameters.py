@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Print the README's node parameter tables, generated from ``parahydra_ros/ros/parameters.py``.
+"""Print the README's node parameter tables, generated from ``parahydra_ros/pipeline/parameters.py``.
 
     python scripts/readme_parameters.py            # paste the output into README.md
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
-from parahydra_ros.ros.parameters import NODES, markdown_table  # noqa: E402
+from parahydra_ros.pipeline.parameters import NODES, markdown_table  # noqa: E402
 
 #: The README heading of each node's table (the test looks for exactly these).
 HEADING = "### {node} parameters"

@@ -44,8 +44,8 @@ from parahydra_ros.codec.checkpoint import ModelIdentity, load_checkpoint
 from parahydra_ros.data.bag_groups import BagGroupDataset, parse_bag_source
 from parahydra_ros.data.training import TrainingBatches
 from parahydra_ros.data.synthetic import SyntheticRig
-from parahydra_ros.eval.metrics import psnr
-from parahydra_ros.ros import image_conversions as conv
+from parahydra_ros.codec.metrics import psnr
+from parahydra_ros.codec import image_conversions as conv
 
 H, W = 96, 128
 MS = 1_000_000

@@ -3,6 +3,7 @@ import hashlib
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,6 @@ from parahydra_ros.codec.errors import (
     CorruptPayload,
     DesynchronizedDecode,
     ModelMismatch,
-    SizeMismatch,
     TruncatedPayload,
 )
 from parahydra_ros.codec.images import image_to_tensor
@@ -36,6 +36,43 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def codec(checkpoint) -> ParaHydraCodec:
     return ParaHydraCodec.load(checkpoint)
+
+
+@contextmanager
+def fusion_gates(codec: ParaHydraCodec, value: float):
+    """Para-JD's fusion gates set to ``value`` for the block, then restored. At 0 (as a model
+    starts) joint decoding is exactly separate decoding, so a test of the fusion opens them."""
+    gates = codec.model.decoder.gates
+    saved = gates.detach().clone()
+    with torch.no_grad():
+        gates.fill_(value)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            gates.copy_(saved)
+
+
+def assert_fused(codec: ParaHydraCodec, payloads: list[bytes], other_sides: list[bytes]) -> list[np.ndarray]:
+    """Decode ``payloads`` jointly, with open gates, and check that the fusion does its job:
+    every view's output depends on its side views (and on nothing else: not on their order,
+    not on its own position in the group); returns the joint decode."""
+    n = len(payloads)
+    with fusion_gates(codec, 1.0):
+        joint = codec.decode(payloads)
+        alone = codec.decode(payloads[:1], joint=False)
+        rotated = codec.decode(payloads[1:] + payloads[:1])  # view 0 last, its sides in another order
+        replaced = codec.decode(payloads[:1] + other_sides)
+    assert len(joint) == n and all(image.dtype == np.uint8 for image in joint)
+    for k in range(n):  # equivariant: view k decodes the same wherever it stands in the group
+        assert np.abs(joint[k].astype(int) - rotated[(k - 1) % n].astype(int)).max() <= 1
+    if n == 1:
+        assert np.array_equal(joint[0], alone[0])  # no side view: the view decoded alone
+    else:
+        assert np.abs(joint[0].astype(int) - alone[0].astype(int)).mean() > 0.5, "side views changed nothing"
+        assert np.abs(joint[0].astype(int) - replaced[0].astype(int)).mean() > 0.5, \
+            "other side views changed nothing"
+    return joint
 
 
 def test_round_trip_reproduces_encoder_latents_exactly(codec):
@@ -71,10 +108,11 @@ def test_actual_bits_close_to_likelihood_estimate(codec):
 
 @pytest.mark.parametrize("views", [1, 2, 3, 6])
 def test_decode_any_number_of_views(codec, views):
+    """Any number of views decodes, each one fused with all the others (gates open)."""
     payloads = [codec.encode(photo(shift=4 * i), i % codec.num_qualities) for i in range(views)]
-    images = codec.decode(payloads)
-    assert len(images) == views
-    assert all(img.shape == (128, 192, 3) and img.dtype == np.uint8 for img in images)
+    others = [codec.encode(photo(shift=40 + 4 * i), 1) for i in range(1, views)]
+    images = assert_fused(codec, payloads, others)
+    assert all(img.shape == (128, 192, 3) for img in images)
 
 
 def test_encoder_output_does_not_depend_on_other_views(codec):
@@ -94,15 +132,11 @@ def test_arbitrary_sizes_and_mono(codec):
 
 def test_joint_and_separate_decoding_differ_only_by_fusion(codec):
     payloads = [codec.encode(photo(shift=s), 2) for s in (0, 6)]
-    separate = codec.decode(payloads, joint=False)
-    # Fusion gates start at 0: before multi-view training, joint decoding is separate decoding.
-    assert all(np.array_equal(a, b) for a, b in zip(codec.decode(payloads), separate))
-    gates = codec.model.decoder.gates
-    gates.fill_(1.0)
-    try:
+    with fusion_gates(codec, 0.0):  # as a model starts: joint decoding is separate decoding
+        separate = codec.decode(payloads, joint=False)
+        assert all(np.array_equal(a, b) for a, b in zip(codec.decode(payloads), separate))
+    with fusion_gates(codec, 1.0):
         joint = codec.decode(payloads)
-    finally:
-        gates.zero_()
     assert joint[0].shape == separate[0].shape
     assert not np.array_equal(joint[0], separate[0])
 
@@ -120,8 +154,20 @@ def test_bad_payloads_raise_specific_errors(codec, checkpoint, tmp_path):
         codec.decode([other.encode(photo(), 1)])
     with pytest.raises(ModelMismatch, match="quality"):
         codec.encode(photo(), codec.num_qualities)
-    with pytest.raises(SizeMismatch):
-        codec.decode([good, good, codec.encode(photo(200, 300), 1)])
+
+
+def test_views_are_fused_per_size_and_a_lone_size_is_decoded_alone(codec):
+    """The one group-decode policy (node, bag tool, CLI): no view is dropped for its size."""
+    small = [codec.encode(photo(shift=s), 1) for s in (0, 6)]
+    large = codec.encode(photo(200, 300), 1)
+    with fusion_gates(codec, 1.0):  # open the fusion, so that decoding jointly and alone differ
+        mixed = codec.decode([small[0], large, small[1]])
+        pair, alone = codec.decode(small), codec.decode([large])
+        each = [codec.decode([payload])[0] for payload in small]
+    assert [image.shape for image in mixed] == [(128, 192, 3), (200, 300, 3), (128, 192, 3)]
+    assert np.array_equal(mixed[0], pair[0]) and np.array_equal(mixed[2], pair[1])
+    assert np.array_equal(mixed[1], alone[0])
+    assert not np.array_equal(mixed[0], each[0])  # the two small views were fused with each other
 
 
 def test_desynchronised_symbols_are_detected(codec):
@@ -197,8 +243,18 @@ def test_encode_with_one_thread_decodes_identically_with_two(codec, checkpoint, 
 
 @pytest.mark.parametrize("fusion", JD_FUSIONS)
 def test_every_fusion_variant_codes(tmp_path, fusion):
+    """Every fusion variant codes a group, and (but ``none``) fuses it: with its gates open,
+    a view's output depends on its side views, not on their order or its own position."""
     codec = ParaHydraCodec.load(tiny_checkpoint(tmp_path / "v.pt", steps=0, jd_fusion=fusion))
-    images = codec.decode([codec.encode(photo(64, 64, shift=s), 0) for s in (0, 3, 6)])
+    payloads = [codec.encode(photo(64, 64, shift=s), 0) for s in (0, 3, 6)]
+    others = [codec.encode(photo(64, 64, shift=s), 0) for s in (60, 80)]
+    if fusion == "none":  # Sep Enc-Dec: side views change nothing, gates or not
+        with fusion_gates(codec, 1.0):
+            images = codec.decode(payloads)
+            assert np.array_equal(images[0], codec.decode(payloads[:1] + others)[0])
+            assert np.array_equal(images[0], codec.decode(payloads[:1], joint=False)[0])
+    else:
+        images = assert_fused(codec, payloads, others)
     assert [i.shape for i in images] == [(64, 64, 3)] * 3
 
 

@@ -25,7 +25,9 @@ pytest.importorskip("rclpy")
 
 from codec_fixtures import photo, tiny_checkpoint  # noqa: E402
 
-from parahydra_ros import cli, demo  # noqa: E402
+from parahydra_ros import cli  # noqa: E402
+from parahydra_ros.demo import command as demo  # noqa: E402
+from parahydra_ros.errors import UserError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 W, H, CAMERAS, FRAMES = 192, 128, 2, 3
@@ -132,7 +134,7 @@ def test_demo_leaves_no_node_running(demo_run):
 def test_benchmark_reports_a_run_pipeline_result(demo_run, monkeypatch, capsys, tmp_path):
     """bench/pipeline.py's table and JSON from ``run_pipeline``'s results (the demo's run, reused)."""
     results = demo_run[4]
-    import parahydra_ros.demo_pipeline as pipeline
+    import parahydra_ros.demo.pipeline as pipeline
 
     monkeypatch.setattr(pipeline, "run_pipeline", lambda spec, work, say=print: results)
     spec = importlib.util.spec_from_file_location("bench_pipeline", REPO / "bench" / "pipeline.py")
@@ -151,7 +153,7 @@ def test_benchmark_reports_a_run_pipeline_result(demo_run, monkeypatch, capsys, 
 @pytest.mark.slow
 def test_interrupt_stops_every_node(model, tmp_path, capsys):
     """Ctrl-C (or SIGTERM, which the demo turns into the same) while the pipeline runs: no orphans."""
-    from parahydra_ros.demo_pipeline import PipelineSpec, run_pipeline
+    from parahydra_ros.demo.pipeline import PipelineSpec, run_pipeline
 
     def interrupt(text):
         if text.startswith("pipeline up"):
@@ -181,7 +183,7 @@ def test_bag_source_groups_the_camera_topics_by_stamp(tmp_path):
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
-    from parahydra_ros.ros import image_conversions as conv
+    from parahydra_ros.codec import image_conversions as conv
 
     store = get_typestore(Stores.ROS2_KILTED)
     Image, Header, Time = (store.types[t] for t in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
@@ -209,7 +211,7 @@ def test_bag_source_groups_the_camera_topics_by_stamp(tmp_path):
         np.testing.assert_array_equal(group[0], views[(k, 1)])  # in --topics order, as RGB
         np.testing.assert_array_equal(group[1], views[(k, 0)])
     assert len(demo.bag_groups(tmp_path / "bag", ["/left/image_raw", "/right/image_raw"], count=2)) == 2
-    with pytest.raises(cli.UserError, match=r"no topic /front.*camera topics: /left/image_raw, /other/image"):
+    with pytest.raises(UserError, match=r"/front does not exist in the bag \(its image topics: /left/image_raw, /other/image"):
         demo.bag_groups(tmp_path / "bag", ["/front"], count=1)
     assert demo.camera_names(["/left/image_raw", "/left/image_raw/", "/3d/cam"]) == [
         "left_image_raw", "left_image_raw_2", "cam_3d_cam"]
@@ -217,8 +219,8 @@ def test_bag_source_groups_the_camera_topics_by_stamp(tmp_path):
 
 def test_jpeg_ratio_at_equal_psnr():
     """A reconstruction at JPEG quality 50 costs JPEG about its own bytes at that PSNR."""
-    from parahydra_ros.demo_pipeline import Frame
-    from parahydra_ros.demo_report import camera_summary
+    from parahydra_ros.demo.pipeline import Frame
+    from parahydra_ros.demo.report import camera_summary
     from parahydra_ros.eval.anchors import ANCHORS
 
     frames = []

@@ -12,7 +12,7 @@ import torch
 from skimage.data import astronaut
 
 from parahydra_ros.eval.anchors import ANCHORS, Anchor, AomencAnchor, VvencAnchor, X265Anchor
-from parahydra_ros.eval.metrics import bpp, psnr
+from parahydra_ros.codec.metrics import bpp, psnr
 from parahydra_ros.eval.rd import anchor_rd_points, bpp_at_psnr
 from parahydra_ros.eval.yuv import YuvFormat, rgb_to_yuv, yuv_to_rgb
 

@@ -7,7 +7,7 @@ import torch
 from skimage.data import astronaut
 
 from parahydra_ros.eval.bjontegaard import bd_psnr, bd_rate
-from parahydra_ros.eval.metrics import (
+from parahydra_ros.codec.metrics import (
     _ms_ssim_few_scales,
     bpp,
     ms_ssim,

@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from parahydra_ros.ros import image_conversions as conv
+from parahydra_ros.codec import image_conversions as conv
 from parahydra_ros.ros.diagnostics import NodeStats, RateLimiter
-from parahydra_ros.ros.parameters import NODES, check_parameters, markdown_table
-from parahydra_ros.ros.worker import DropOldestWorker
+from parahydra_ros.pipeline.parameters import NODES, check_parameters, markdown_table
+from parahydra_ros.sync.worker import DropOldestWorker
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, size=(5, 7, 3), dtype=np.uint8)

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from parahydra_ros.ros.launcher import ProcessGroup, node_command, write_params_file
-from parahydra_ros.ros.parameters import NODES
-from parahydra_ros.ros.pipeline_config import PipelineConfigError, build_pipeline, load_pipeline
+from parahydra_ros.pipeline.launcher import ProcessGroup, node_command, write_params_file
+from parahydra_ros.pipeline.parameters import NODES
+from parahydra_ros.pipeline.config import PipelineConfigError, build_pipeline, load_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ("pipeline_3cam", "stereo")
@@ -280,7 +280,7 @@ def test_children_die_with_a_killed_launcher(tmp_path):
     pid_file = tmp_path / "child.pid"
     launcher = subprocess.Popen(_python(f"""
         import pathlib, sys, time
-        from parahydra_ros.ros.launcher import ProcessGroup
+        from parahydra_ros.pipeline.launcher import ProcessGroup
         child = ProcessGroup().start("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"])
         pathlib.Path({str(pid_file)!r}).write_text(str(child.pid))
         time.sleep(60)
@@ -323,7 +323,7 @@ def test_parahydra_launch_runs_and_stops_a_three_camera_pipeline(tmp_path, ros_c
     from parahydra_ros.codec.checkpoint import save_checkpoint
     from parahydra_ros.model.configs import get_config
     from parahydra_ros.model.parahydra import ParaHydra
-    from parahydra_ros.ros.image_conversions import pixels_to_image
+    from parahydra_ros.codec.image_conversions import pixels_to_image
 
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "tiny.pt", ParaHydra(get_config("tiny")), name="tiny-test")

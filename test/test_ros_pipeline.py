@@ -36,8 +36,8 @@ from parahydra_ros.codec.errors import PayloadError  # noqa: E402
 from parahydra_ros.model.configs import get_config  # noqa: E402
 from parahydra_ros.model.parahydra import ParaHydra  # noqa: E402
 from parahydra_ros.msg import CompressedLatent  # noqa: E402
-from parahydra_ros.ros import image_conversions as conv  # noqa: E402
-from parahydra_ros.ros.decoder_node import DecoderNode, MissingCameras, resolve_streams  # noqa: E402
+from parahydra_ros.codec import image_conversions as conv  # noqa: E402
+from parahydra_ros.ros.decoder_node import DecoderNode, resolve_streams  # noqa: E402
 from parahydra_ros.ros.diagnostics import parse_status  # noqa: E402
 from parahydra_ros.ros.encoder_node import EncoderNode  # noqa: E402
 from parahydra_ros.ros.runtime import NodeSetupError  # noqa: E402
@@ -100,6 +100,8 @@ def _latent_msg(codec, payload, camera, stamp, encoding="rgb8", **changes):
                            model_hash=codec.identity.hash, format_version=container.FORMAT_VERSION)
     msg.header.stamp = stamp
     msg.height, msg.width = (header.height, header.width) if header else (HEIGHT, WIDTH)
+    if header:  # the fields an encoder node copies from its payload
+        msg.model_name, msg.model_hash, msg.quality = header.model_name, header.model_hash, header.quality
     msg.payload = array.array("B", payload)
     msg.payload_size = len(payload)
     for key, value in changes.items():
@@ -312,7 +314,8 @@ def test_a_stopped_camera_does_not_stop_the_others(ros_context, codec, groups, c
 
 def test_bad_payloads_are_dropped_with_camera_and_reason(ros_context, tiny_checkpoint, codec, groups,
                                                          tmp_path, capfd):
-    """Corrupt, foreign-model and mismatched-size views are dropped and logged; the others decode."""
+    """Corrupt and foreign-model views, and messages that contradict their payload, are dropped and
+    logged with a reason each; the others decode. A view of another size is decoded alone."""
     other = ParaHydraCodec.load(_checkpoint(tmp_path / "other.pt", 1, "tiny-other"))
     decoder = _decoder(ros_context, codec=codec, error_log_period=30.0)
     probe = Probe(ros_context)
@@ -347,26 +350,38 @@ def test_bad_payloads_are_dropped_with_camera_and_reason(ros_context, tiny_check
         expect({"cam0": 1, "cam2": 1})
         publish([good[1][0], other.encode(groups[1][1], 1), good[1][2]])  # cam1 runs another model
         expect({"cam0": 1, "cam2": 1})
-        publish([good[1][0], good[1][1], small])  # cam2 codes another size than the group
+        mixed = publish([good[1][0], good[1][1], small])  # cam2 codes another size than the others
+        expect({c: 1 for c in CAMERAS})  # every view decoded: cam0 and cam1 jointly, cam2 alone
+        publish(good[1], {2: {"height": 64}})  # the message contradicts its payload
         expect({"cam0": 1, "cam1": 1})
-        publish(good[1], {2: {"height": 64}})  # message contradicts payload
+        publish(good[1], {2: {"height": 64}})  # again: counted, not logged again
         expect({"cam0": 1, "cam1": 1})
+        publish(good[1], {0: {"quality": 0}, 1: {"payload_size": 7}})  # two other fields
+        expect({"cam2": 1})
         last = publish(good[1])  # and the pipeline goes on
         expect({c: 1 for c in CAMERAS})
         reference = codec.decode(good[1])
         for i, c in enumerate(CAMERAS):
             image = next(m for m in out(c) if m.header.stamp == last)
             assert np.array_equal(conv.msg_to_pixels(image), reference[i])
+        pair, alone = codec.decode(good[1][:2]), codec.decode([small])
+        for i, c in enumerate(CAMERAS):
+            image = next(m for m in out(c) if m.header.stamp == mixed)
+            assert np.array_equal(conv.msg_to_pixels(image), (pair + alone)[i])
         stats = decoder.stats.snapshot()
     assert stats["views_error_CorruptPayload"] == 2 and stats["views_error_ModelMismatch"] == 1
-    assert stats["views_error_SizeMismatch"] == 2 and stats["views_dropped"] == 5
-    assert stats["groups_complete"] == 6
+    assert stats["views_error_MessageHeightMismatch"] == 2
+    assert stats["views_error_MessageQualityMismatch"] == 1 and stats["views_error_MessagePayloadSizeMismatch"] == 1
+    assert stats["views_dropped"] == 7 and stats["groups_complete"] == 8
     logs = capfd.readouterr().err
     corrupt_lines = [line for line in logs.splitlines() if "CorruptPayload" in line]
     assert len(corrupt_lines) == 1 and "camera cam1 (/cam1/latent): dropped frame" in corrupt_lines[0]
     assert "camera cam1 (/cam1/latent)" in next(line for line in logs.splitlines() if "ModelMismatch" in line)
-    size_lines = [line for line in logs.splitlines() if "SizeMismatch" in line]
+    size_lines = [line for line in logs.splitlines() if "MessageHeightMismatch" in line]
     assert len(size_lines) == 1 and "camera cam2" in size_lines[0]  # second one rate-limited
+    assert "the message says height 64, its payload" in size_lines[0]
+    assert "camera cam0" in next(line for line in logs.splitlines() if "MessageQualityMismatch" in line)
+    assert "camera cam1" in next(line for line in logs.splitlines() if "MessagePayloadSizeMismatch" in line)
 
 
 def test_encoder_runtime_quality_rate_limit_refusals_and_jpeg_input(ros_context, codec, groups, capfd):
@@ -478,30 +493,6 @@ def test_bad_parameters_fail_at_start_with_the_parameter_named(ros_context, code
         ("right", "/robot/right/latent", "/robot/right/image_reconstructed")]
     streams = resolve_streams(["/a/latent", "b_latent"], [], ["/out/a", "/out/b"])
     assert [(s.camera, s.output_topic) for s in streams] == [("a", "/out/a"), ("b_latent", "/out/b")]
-
-
-def test_missing_cameras_are_reported_once_and_a_pause_of_all_is_one_event():
-    watch = MissingCameras(3, deadline=1.0)
-    assert watch.poll(5.0) == ([], [], False)  # nothing ever arrived: no clock yet
-    for i in range(3):
-        watch.seen(i, 0.0)
-    assert watch.poll(0.5) == ([], [], False)
-    for t in (1.0, 2.0):
-        watch.seen(0, t)
-        watch.seen(1, t)
-    assert watch.poll(2.1) == ([2], [], False)  # cam2 silent while the others deliver
-    assert watch.poll(2.5) == ([], [], False)  # reported once
-    assert watch.poll(3.5) == ([], [], True)  # everyone silent: one event
-    assert watch.poll(4.0) == ([], [], False)
-    watch.seen(0, 10.0)  # resume: cam1 is not missing for arriving a little after cam0
-    assert watch.poll(10.5) == ([], [], False)
-    watch.seen(1, 10.6)
-    assert watch.poll(10.7) == ([], [], False) and set(watch.reported) == {2}
-    watch.seen(0, 11.0)
-    watch.seen(1, 11.0)
-    assert watch.poll(11.2) == ([], [], False)  # cam2 was reported before the pause: still missing
-    watch.seen(2, 11.3)
-    assert watch.poll(11.4) == ([], [2], False) and not watch.reported
 
 
 def test_camera_replay_publishes_each_group_with_one_stamp(ros_context, tmp_path):

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from parahydra_ros.sync import ApproximateTimePolicy, Group, PartialGroupCollector, group_by_time
+from parahydra_ros.sync import (
+    ApproximateTimePolicy,
+    CameraGrouper,
+    Group,
+    MissingInputs,
+    PartialGroupCollector,
+    SyncSettings,
+    group_by_time,
+)
 
 MS = 1_000_000  # ns
 PERIOD = 33_333_333  # 30 Hz, in ns
@@ -150,6 +158,51 @@ def test_concurrent_inputs_fire_each_set_once():
     assert sorted(frame_of(group) for group in fired) == list(range(frames))
 
 
+def _hard_stream(num_inputs, frames, seed):
+    """Events that exercise every rule: jitter up to the slop (stamps exactly ``slop`` apart
+    too), dropped frames, repeated stamps, late frames and bursts that overflow small queues."""
+    rng = random.Random(seed)
+    events = []
+    for frame in range(frames):
+        for index in rng.sample(range(num_inputs), num_inputs):
+            if rng.random() < 0.1:
+                continue  # dropped
+            offset = rng.choice([0, 20 * MS, -20 * MS, 20 * MS - 1]) if rng.random() < 0.2 \
+                else rng.randint(-12 * MS, 12 * MS)
+            stamp = T0 + frame * PERIOD + offset
+            events.append((index, stamp, (index, frame)))
+            if rng.random() < 0.05:
+                events.append((index, stamp, (index, frame)))  # the same stamp again
+    for _ in range(frames // 4):  # some frames arrive late, several frames later
+        i = rng.randrange(len(events) - 8)
+        events.insert(i + rng.randint(2, 8), events.pop(i))
+    return events
+
+
+@pytest.mark.parametrize("num_inputs, queue_size, seed", [(2, 10, 1), (3, 3, 2), (4, 2, 3), (6, 10, 4)])
+def test_policy_fires_exactly_what_message_filters_fires(num_inputs, queue_size, seed):
+    """The node and the bag tool group with ``ApproximateTimePolicy``; where the real
+    message_filters is installed, its ``ApproximateTimeSynchronizer`` must fire the same groups,
+    in the same order, on the same arrivals (skipped where it is not importable)."""
+    message_filters = pytest.importorskip("message_filters")
+    from types import SimpleNamespace
+
+    from rclpy.time import Time
+
+    events = _hard_stream(num_inputs, frames=120, seed=seed)
+    ours = [(group.stamps, group.items) for group in feed(ApproximateTimePolicy(num_inputs, queue_size, SLOP),
+                                                          events)]
+    inputs = [message_filters.SimpleFilter() for _ in range(num_inputs)]
+    synchronizer = message_filters.ApproximateTimeSynchronizer(inputs, queue_size, SLOP)
+    theirs = []
+    synchronizer.registerCallback(lambda *msgs: theirs.append(
+        (tuple(m.header.stamp.nanoseconds for m in msgs), tuple(m.item for m in msgs))))
+    for index, stamp, item in events:
+        inputs[index].signalMessage(SimpleNamespace(header=SimpleNamespace(stamp=Time(nanoseconds=stamp)), item=item))
+    assert len(ours) > 10  # the stream does fire groups
+    assert theirs == ours
+
+
 # --- stragglers --------------------------------------------------------------------------
 
 
@@ -226,17 +279,47 @@ def test_completion_before_the_message_is_added_is_not_given_out_again():
     assert collector.poll(1.0).groups == ()
 
 
-def test_missing_input_is_reported_from_start_and_when_it_returns():
+def test_missing_inputs_are_reported_once_and_a_pause_of_all_is_one_event():
+    watch = MissingInputs(3, deadline=1.0)
+    assert watch.poll(5.0) == ([], [], False)  # nothing ever arrived: no clock yet
+    for i in range(3):
+        watch.seen(i, 0.0)
+    assert watch.poll(0.5) == ([], [], False)
+    for t in (1.0, 2.0):
+        watch.seen(0, t)
+        watch.seen(1, t)
+    assert watch.poll(2.1) == ([2], [], False)  # input 2 silent while the others deliver
+    assert watch.poll(2.5) == ([], [], False)  # reported once
+    assert watch.poll(3.5) == ([], [], True)  # everyone silent: one event
+    assert watch.poll(4.0) == ([], [], False)
+    watch.seen(0, 10.0)  # resume: input 1 is not missing for arriving a little after input 0
+    assert watch.poll(10.5) == ([], [], False)
+    watch.seen(1, 10.6)
+    assert watch.poll(10.7) == ([], [], False) and set(watch.reported) == {2}
+    watch.seen(0, 11.0)
+    watch.seen(1, 11.0)
+    assert watch.poll(11.2) == ([], [], False)  # input 2 was reported before the pause: still missing
+    watch.seen(2, 11.3)
+    assert watch.poll(11.4) == ([], [2], False) and not watch.reported
+
+
+def test_collector_reports_missing_inputs_through_its_poll():
+    """The collector's poll carries ``MissingInputs``' events: the one missing-camera policy."""
     collector = PartialGroupCollector(2, slop=SLOP, deadline=0.5)
-    assert collector.poll(0.0).went_missing == ()
-    result = collector.poll(0.6)
-    assert result.went_missing == (0, 1) and result.came_back == ()
-    assert collector.poll(0.7).went_missing == ()  # reported once
-    collector.add(1, T0, 0.8, "b")
-    result = collector.poll(0.9)
-    assert result.came_back == (1,) and result.went_missing == ()
-    assert collector.poll(1.0).came_back == ()
-    assert collector.missing == frozenset({0})
+    assert collector.poll(10.0).went_missing == ()  # nothing ever arrived
+    collector.add(0, T0, 0.0, "a0")
+    collector.add(1, T0, 0.0, "b0")
+    collector.add(0, T0 + PERIOD, 0.4, "a1")
+    collector.add(0, T0 + 2 * PERIOD, 0.8, "a2")
+    result = collector.poll(0.8)
+    assert result.went_missing == (1,) and not result.all_fell_silent
+    assert collector.missing == frozenset({1}) and collector.poll(0.9).went_missing == ()
+    result = collector.poll(2.0)
+    assert result.all_fell_silent and result.went_missing == () and collector.all_silent
+    collector.add(1, T0 + 3 * PERIOD, 2.1, "b3")
+    collector.add(0, T0 + 3 * PERIOD, 2.1, "a3")
+    result = collector.poll(2.2)
+    assert result.came_back == (1,) and not collector.all_silent and collector.missing == frozenset()
 
 
 def test_capacity_bounds_waiting_messages():
@@ -254,7 +337,7 @@ def test_group_by_time_keeps_every_frame_exactly_once():
     frames = 60
     skip = {(1, 5)} | {(2, frame) for frame in range(20, 30)} | {(0, 40), (1, 40)}
     events = jittered_events(3, frames, seed=9, skip=skip)
-    groups = list(group_by_time(events, num_inputs=3, slop=SLOP, queue_size=5, deadline=0.5))
+    groups = list(group_by_time(events, 3, SyncSettings(slop=SLOP, queue_size=5, deadline=0.5)))
 
     delivered = [item for group in groups for item in group.items if item is not None]
     assert sorted(delivered) == sorted(item for _, _, item in events)

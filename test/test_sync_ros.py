@@ -1,4 +1,5 @@
-"""The message_filters fallback over real rclpy and DDS, confined to this machine."""
+"""The decoder's subscriptions into ``sync.CameraGrouper`` (``ros/sync.py``), over real rclpy and DDS
+confined to this machine."""
 import os
 import random
 import time
@@ -15,16 +16,9 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-from std_msgs.msg import String  # noqa: E402
 
-from parahydra_ros.ros.sync import (  # noqa: E402
-    USING_MESSAGE_FILTERS,
-    ApproximateTimeSynchronizer,
-    SimpleFilter,
-    Subscriber,
-    header_stamp_ns,
-    make_synchronizer,
-)
+from parahydra_ros.ros.sync import header_stamp_ns, subscribe_grouped  # noqa: E402
+from parahydra_ros.sync import CameraGrouper, SyncSettings  # noqa: E402
 
 TOPICS = ["cam0/latent", "cam1/latent", "cam2/latent"]
 FRAMES = 20
@@ -52,29 +46,27 @@ def image(stamp_ns, camera, frame):
 
 @pytest.mark.ros
 @pytest.mark.timeout(60)
-def test_fallback_synchronizes_three_topics_over_dds(ros_context):
+def test_three_topics_are_grouped_over_dds_and_a_stalled_one_partially(ros_context):
     publisher_node = Node("sync_test_cameras", context=ros_context)
     decoder_node = Node("sync_test_decoder", context=ros_context)
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(publisher_node)
     executor.add_node(decoder_node)
+    grouper = CameraGrouper(len(TOPICS), SyncSettings(slop=SLOP, queue_size=10, deadline=0.5), capacity=64)
     try:
         publishers = [publisher_node.create_publisher(Image, topic, QOS) for topic in TOPICS]
-        subscribers = [Subscriber(decoder_node, Image, topic, qos_profile=QOS) for topic in TOPICS]
-        synchronizer = ApproximateTimeSynchronizer(subscribers, queue_size=10, slop=SLOP)
         sets, per_message = [], []
-        synchronizer.registerCallback(lambda *msgs: sets.append(msgs))
-        for index, subscriber in enumerate(subscribers):
-            subscriber.registerCallback(lambda msg, i: per_message.append(i), index)
-        assert [s.getTopic() for s in subscribers] == TOPICS
+        subscriptions = subscribe_grouped(decoder_node, Image, TOPICS, QOS, grouper, on_group=sets.append,
+                                          on_message=lambda i, msg: per_message.append(i))
+        assert [s.topic_name for s in subscriptions] == ["/" + t for t in TOPICS]
 
         matched = spin_until(
             executor,
             lambda: all(p.get_subscription_count() for p in publishers)
-            and all(s.get_publisher_count() for s in subscribers),  # served by the subscription
+            and all(s.get_publisher_count() for s in subscriptions),
             timeout=10,
         )
-        assert matched, "publishers and subscribers did not discover each other"
+        assert matched, "publishers and subscriptions did not discover each other"
 
         rng = random.Random(1)
         sent = {}
@@ -82,52 +74,33 @@ def test_fallback_synchronizes_three_topics_over_dds(ros_context):
             order = list(range(len(TOPICS)))
             rng.shuffle(order)
             for camera in order:
+                if camera == 2 and frame == FRAMES - 1:
+                    continue  # camera 2 stalls on the last frame
                 stamp = T0_NS + frame * PERIOD_NS + rng.randint(-5_000_000, 5_000_000)
                 sent[camera, frame] = stamp
                 publishers[camera].publish(image(stamp, camera, frame))
             executor.spin_once(timeout_sec=0)
-        assert spin_until(executor, lambda: len(sets) == FRAMES, timeout=10), f"{len(sets)} sets"
+        assert spin_until(executor, lambda: len(sets) == FRAMES - 1, timeout=10), f"{len(sets)} sets"
+        assert spin_until(executor, lambda: len(per_message) == len(sent), timeout=10)
+        time.sleep(0.6)  # past the deadline: the last frame's two views come out partially
+        partial = grouper.poll(time.monotonic()).groups
     finally:
         executor.shutdown()
         publisher_node.destroy_node()
         decoder_node.destroy_node()
 
-    assert sorted(per_message) == sorted(list(range(len(TOPICS))) * FRAMES)
+    assert sorted(per_message) == sorted(c for c, _ in sent)
     fired_frames = []
-    for msgs in sets:
-        names = [msg.header.frame_id.split(":") for msg in msgs]
+    for group in sets:
+        assert group.complete
+        names = [msg.header.frame_id.split(":") for msg in group.items]
         assert [int(camera) for camera, _ in names] == [0, 1, 2]
         frames = {int(frame) for _, frame in names}
         assert len(frames) == 1, f"a set mixes frames {frames}"
         frame = frames.pop()
-        assert [header_stamp_ns(msg) for msg in msgs] == [sent[c, frame] for c in range(3)]
+        assert [header_stamp_ns(msg) for msg in group.items] == [sent[c, frame] for c in range(3)]
+        assert group.stamps == tuple(sent[c, frame] for c in range(3))
         fired_frames.append(frame)
-    assert sorted(fired_frames) == list(range(FRAMES))
-
-
-@pytest.mark.ros
-@pytest.mark.timeout(60)
-def test_make_synchronizer_falls_back_without_message_filters(ros_context):
-    if USING_MESSAGE_FILTERS:
-        pytest.skip("message_filters is installed: make_synchronizer uses it")
-    node = Node("sync_test_factory", context=ros_context)
-    try:
-        synchronizer, subscribers = make_synchronizer(node, Image, TOPICS, QOS, queue_size=5, slop=SLOP)
-        assert isinstance(synchronizer, ApproximateTimeSynchronizer)
-        assert all(isinstance(s, Subscriber) for s in subscribers)
-        assert [s.getTopic() for s in subscribers] == TOPICS
-        assert sorted(name for name, _ in node.get_subscriber_names_and_types_by_node(
-            "sync_test_factory", "/")) == sorted("/" + t for t in TOPICS)
-    finally:
-        node.destroy_node()
-
-
-def test_headerless_messages_need_allow_headerless():
-    for allow, expected in ((False, 0), (True, 1)):
-        inputs = [SimpleFilter(), SimpleFilter()]
-        synchronizer = ApproximateTimeSynchronizer(inputs, queue_size=5, slop=1.0, allow_headerless=allow)
-        sets = []
-        synchronizer.registerCallback(lambda *msgs: sets.append(msgs))
-        inputs[0].signalMessage(String(data="a"))
-        inputs[1].signalMessage(String(data="b"))
-        assert len(sets) == expected
+    assert sorted(fired_frames) == list(range(FRAMES - 1))
+    assert len(partial) == 1 and partial[0].members == (0, 1)
+    assert [msg.header.frame_id for msg in partial[0].items[:2]] == [f"{c}:{FRAMES - 1}" for c in (0, 1)]

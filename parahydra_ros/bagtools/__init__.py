@@ -1,13 +1,15 @@
 """Compress and decompress the camera topics of ROS bags offline, without ROS (``rosbags`` only).
 
-One job per module:
+Pixels ↔ payloads are the codec's (``codec/``: ``ParaHydraCodec``, image conversions, the
+``CompressedLatent`` checks); frames are grouped by the decoder node's own grouping
+(``sync/``). Nothing here imports ``ros/``. One job per module:
 
 ============  ====================================================================
 messages      typestore (Kilted + ``CompressedLatent``), message building, pixels
 topics        latent topic names and the image topics they restore
 reading       open an input bag (rosbag2 MCAP/SQLite3, ROS 1), indexed messages
 writing       the output under a temporary name, renamed on success; copied connections
-grouping      the decoder node's approximate-time grouping; joint decoding of a group
+cameras       camera frames of a bag and their groups, as the decoder groups them
 compress      camera topics → ``CompressedLatent`` topics
 decompress    ``CompressedLatent`` topics → ``sensor_msgs/Image`` topics
 info          per-topic counts, sizes, model, quality and bits per pixel
@@ -20,7 +22,6 @@ errors        ``BagError`` and its kinds, naming file, topic and message
 from .compress import compress_bag
 from .decompress import decompress_bag
 from .errors import BagError, BagReadError, FrameError, OutputError, TopicError
-from .grouping import SyncSettings
 from .info import bag_info, format_info
 from .summary import Summary, format_summary
 
@@ -30,7 +31,6 @@ __all__ = [
     "FrameError",
     "OutputError",
     "Summary",
-    "SyncSettings",
     "TopicError",
     "bag_info",
     "compress_bag",

@@ -7,9 +7,10 @@ written on ``<topic>/parahydra`` at the same log time, with the source header,
 size and encoding. Every other message is copied byte for byte, with its log time,
 on a connection with the same type, definition, type hash and offered QoS.
 
-The camera frames are also grouped as the decoder will group them, to report the
-groups (complete and partial) and, with ``verify``, to decode each group jointly
-and compare it with the source pixels (PSNR).
+The camera frames (read by ``cameras.read_camera_frame``) are also grouped as the
+decoder will group them (``sync.group_by_time``), to report the groups (complete and
+partial) and, with ``verify``, to decode each group jointly and compare it with the
+source pixels (PSNR).
 """
 from __future__ import annotations
 
@@ -23,10 +24,11 @@ import numpy as np
 
 from ..codec.api import ParaHydraCodec
 from ..codec.container import FORMAT_VERSION
-from ..eval.metrics import psnr
+from ..codec.metrics import psnr
+from ..sync import SyncSettings, group_by_time
 from . import messages as m
+from .cameras import read_camera_frame
 from .errors import BagError, FrameError, TopicError
-from .grouping import SyncSettings, decode_views, grouped
 from .reading import InputBag, check_camera_topics, disk_size, open_bag
 from .summary import Progress, Summary
 from .topics import latent_topic
@@ -68,7 +70,7 @@ def compress_bag(source: Path | str, output: Path | str, cameras: Sequence[str],
             total = sum(bag.topics[c].msgcount for c in cameras)
             with Progress(total, progress, "compress") as bar:
                 frames = _encode(bag, out, factory, codec, quality, cameras, summary, bar, verify)
-                for group in grouped(frames, len(cameras), sync):
+                for group in group_by_time(frames, len(cameras), sync):
                     summary.groups += 1
                     summary.partial_groups += not group.complete
                     if verify:
@@ -107,40 +109,31 @@ def _encode(bag: InputBag, out: OutputBag, factory: m.MessageFactory, codec: Par
             out.write(route, msg.log_time, msg.data)
             summary.topic(msg.topic, msgtype, msg.topic, msgtype).add(len(msg.data), len(msg.data))
             continue
-
-        def fail(reason: str, error: BaseException, msg=msg) -> FrameError:
-            return FrameError(bag.path, msg.topic, msg.topic_index, msg.index, f"{reason}: {error}")
-
-        try:
-            camera_msg = factory.deserialize(msg.data, msgtype)
-        except Exception as error:  # rosbags raises what the bytes provoke
-            raise fail(f"cannot deserialize the {msgtype}", error) from error
-        try:
-            pixels, encoding = m.camera_pixels(camera_msg, msgtype)
-        except ValueError as error:  # UnsupportedEncoding, MalformedImage
-            raise fail("cannot convert the image", error) from error
+        frame = read_camera_frame(bag, factory, msg)
+        pixels = frame.pixels
         began = time.perf_counter()
         try:
             payload = codec.encode(pixels, quality)
         except (ValueError, RuntimeError) as error:
-            raise fail("cannot encode the image", error) from error
+            raise FrameError(bag.path, msg.topic, msg.topic_index, msg.index,
+                             f"cannot encode the image: {error}") from error
         encode_ms = 1e3 * (time.perf_counter() - began)
-        latent = factory.latent(camera_msg.header, msg.topic, msg.topic_index, pixels, encoding,
+        latent = factory.latent(frame.header, msg.topic, msg.topic_index, pixels, frame.encoding,
                                 codec.identity, quality, payload, encode_ms)
         data = factory.serialize(latent, m.LATENT)
         out.write(route, msg.log_time, data)
         summary.topic(msg.topic, msgtype, latent_topic(msg.topic), m.LATENT).add(len(msg.data), len(data))
         summary.frames += 1
         bar.frame(len(msg.data), len(data))
-        frame = _Frame(msg.topic, msg.topic_index, msg.index, payload, pixels if verify else None)
-        yield slot[msg.topic], m.stamp_ns(camera_msg.header), frame
+        yield slot[msg.topic], frame.stamp_ns, _Frame(msg.topic, msg.topic_index, msg.index, payload,
+                                                     pixels if verify else None)
 
 
 def _verify(codec: ParaHydraCodec, bag: InputBag, items: tuple[_Frame | None, ...], summary: Summary) -> None:
-    frames = {i: frame for i, frame in enumerate(items) if frame is not None}
-    images, errors = decode_views(codec, {i: f.payload for i, f in frames.items()})
-    for i, frame in frames.items():
-        if i in errors:
+    frames = [frame for frame in items if frame is not None]
+    decoded = codec.decode_group([frame.payload for frame in frames])
+    for row, frame in enumerate(frames):
+        if row in decoded.errors:
             raise FrameError(bag.path, frame.topic, frame.topic_index, frame.bag_index,
-                             f"the coded frame does not decode: {errors[i]}")
-        summary.topics[frame.topic].add_psnr(psnr(frame.pixels, images[i]))
+                             f"the coded frame does not decode: {decoded.errors[row]}")
+        summary.topics[frame.topic].add_psnr(psnr(frame.pixels, decoded.images[row]))

@@ -1,9 +1,12 @@
 """``decompress``: the inverse of ``compress``; every ``CompressedLatent`` topic back to ``sensor_msgs/Image``.
 
-One pass in log-time order. Every other message is copied byte for byte. The
-latent frames are grouped by header stamp as the decoder node groups them and
-each group is decoded jointly (Para-JD across its views); a frame with no
-partner within the slop is decoded alone, so none is lost. Each ``Image`` keeps
+One pass in log-time order. Every other message is copied byte for byte. Each
+latent's payload is parsed and checked once, against the fields its message
+repeats (``codec.latent_message``), and against the decoder's model. The latent
+frames are grouped by header stamp as the decoder node groups them
+(``sync.group_by_time``) and each group is decoded jointly (Para-JD across its views,
+``ParaHydraCodec.decode_group``); a frame with no partner within the slop is decoded
+alone, so none is lost. Each ``Image`` keeps
 the latent's header (stamp, frame_id), size and encoding, and the log time of
 the latent message (which ``compress`` kept from the camera message); it is
 written on the topic :func:`~parahydra_ros.bagtools.topics.restored_topic` names.
@@ -17,11 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..codec import image_conversions as conv
 from ..codec.api import ParaHydraCodec
-from ..ros import image_conversions as conv
+from ..codec.container import CodedView
+from ..codec.errors import PayloadError
+from ..codec.latent_message import parse_latent
+from ..sync import SyncSettings, group_by_time
 from . import messages as m
 from .errors import FrameError, TopicError
-from .grouping import SyncSettings, decode_views, grouped
 from .reading import BagMessage, InputBag, disk_size, open_bag
 from .summary import Progress, Summary
 from .topics import restored_topic
@@ -32,6 +38,7 @@ from .writing import OutputBag, atomic_output, check_output
 class _Latent:
     msg: BagMessage
     latent: Any  # the deserialized CompressedLatent
+    view: CodedView  # its payload, parsed and checked once
 
 
 def decompress_bag(source: Path | str, output: Path | str, codec: ParaHydraCodec, *,
@@ -55,7 +62,7 @@ def decompress_bag(source: Path | str, output: Path | str, codec: ParaHydraCodec
             read: Counter[str] = Counter()
             with Progress(sum(bag.topics[t].msgcount for t in latents), progress, "decompress") as bar:
                 frames = _read(bag, out, routes, factory, codec, latents, summary, read)
-                for group in grouped(frames, len(latents), sync):
+                for group in group_by_time(frames, len(latents), sync):
                     summary.groups += 1
                     summary.partial_groups += not group.complete
                     _decode(bag, out, routes, factory, codec, group.items, joint, targets, summary, bar)
@@ -94,39 +101,43 @@ def _read(bag: InputBag, out: OutputBag, routes: dict, factory: m.MessageFactory
             out.write(routes[msg.connection.id], msg.log_time, msg.data)
             summary.topic(msg.topic, msgtype, msg.topic, msgtype).add(len(msg.data), len(msg.data))
             continue
+
+        def fail(reason: str, msg=msg) -> FrameError:
+            return FrameError(bag.path, msg.topic, msg.topic_index, msg.index, reason)
+
         try:
             latent = factory.deserialize(msg.data, m.LATENT)
         except Exception as error:  # rosbags raises what the bytes provoke
-            raise FrameError(bag.path, msg.topic, msg.topic_index, msg.index,
-                             f"cannot deserialize the {m.LATENT}: {error}") from error
-        if (latent.model_name, latent.model_hash) != (identity.name, identity.hash):
-            raise FrameError(bag.path, msg.topic, msg.topic_index, msg.index,
-                             f"coded by model {latent.model_name} ({latent.model_hash}) but the decoder holds "
-                             f"{identity.name} ({identity.hash}): pass that model with --model "
-                             "(`parahydra bag info` lists the models of a bag)")
+            raise fail(f"cannot deserialize the {m.LATENT}: {error}") from error
+        try:
+            view = parse_latent(latent)
+        except PayloadError as error:
+            raise fail(f"cannot decode: {error.reason}: {error}") from error
+        h = view.header
+        if (h.model_name, h.model_hash) != (identity.name, identity.hash):
+            raise fail(f"coded by model {h.model_name} ({h.model_hash}) but the decoder holds "
+                       f"{identity.name} ({identity.hash}): pass that model with --model "
+                       "(`parahydra bag info` lists the models of a bag)")
         read[msg.topic] += 1
-        yield slot[msg.topic], m.stamp_ns(latent.header), _Latent(msg, latent)
+        yield slot[msg.topic], m.stamp_ns(latent.header), _Latent(msg, latent, view)
 
 
 def _decode(bag: InputBag, out: OutputBag, routes: dict, factory: m.MessageFactory, codec: ParaHydraCodec,
             items: tuple[_Latent | None, ...], joint: bool, targets: dict[str, str], summary: Summary,
             bar: Progress) -> None:
-    frames = {i: item for i, item in enumerate(items) if item is not None}
-    images, errors = decode_views(codec, {i: bytes(f.latent.payload) for i, f in frames.items()}, joint)
-    for i, frame in frames.items():
+    frames = [item for item in items if item is not None]
+    decoded = codec.decode_group([frame.view for frame in frames], joint)
+    for row, frame in enumerate(frames):
         msg, latent = frame.msg, frame.latent
 
         def fail(reason: str, msg=msg) -> FrameError:
             return FrameError(bag.path, msg.topic, msg.topic_index, msg.index, reason)
 
-        if i in errors:
-            raise fail(f"cannot decode: {errors[i]}")
-        pixels = images[i]
-        if pixels.shape[:2] != (latent.height, latent.width):
-            raise fail(f"decoded {pixels.shape[1]}x{pixels.shape[0]} but the message declares "
-                       f"{latent.width}x{latent.height}")
+        if row in decoded.errors:
+            error = decoded.errors[row]
+            raise fail(f"cannot decode: {error.reason}: {error}")
         try:
-            image = factory.image(latent.header, pixels, latent.encoding)
+            image = factory.image(latent.header, decoded.images[row], latent.encoding)
         except conv.UnsupportedEncoding as error:
             raise fail(str(error)) from error
         data = factory.serialize(image, m.IMAGE)

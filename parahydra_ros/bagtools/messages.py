@@ -14,7 +14,7 @@ proper schema. The text is looked up, in order:
 
 Reading a bag, the definition the bag itself stores is used when it has one (it is
 the one its messages were written with). Pixel conversions are the ROS-free ones of
-:mod:`parahydra_ros.ros.image_conversions`, which take any object with the
+:mod:`parahydra_ros.codec.image_conversions`, which take any object with the
 message's fields: here, ``rosbags`` message classes.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from ..codec.container import FORMAT_VERSION
-from ..ros import image_conversions as conv
+from ..codec import image_conversions as conv
 
 if TYPE_CHECKING:
     from ..codec.checkpoint import ModelIdentity

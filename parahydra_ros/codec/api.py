@@ -7,7 +7,15 @@
 ``encode`` only ever sees one image, so a camera's bytes cannot depend on any other
 view; ``decode`` entropy-decodes each view independently (in parallel, one view per
 intra-op thread of the process), checks the symbols against the hash the encoder
-wrote, then runs Para-JD across every view of the group.
+wrote, then runs Para-JD across the views of the group.
+
+``decode_group`` is the one group-decode policy of the package (the decoder node, the
+bag tool, ``parahydra decode`` and the evaluation all call it): a view that cannot be
+decoded is reported and the others are decoded; views are fused with the views of the
+same padded size (Para-JD needs one size), so a camera of another resolution is
+decoded with its own size's views, or alone, never dropped. A payload may be given as
+bytes or as the ``CodedView`` a caller already parsed (``container.unpack``), which is
+then not parsed again.
 """
 from __future__ import annotations
 
@@ -25,7 +33,7 @@ from ..model.parahydra import ParaHydra
 from . import container
 from .checkpoint import ModelIdentity, load_model
 from .container import CodedView, ViewHeader
-from .errors import DesynchronizedDecode, ModelMismatch, PayloadError, SizeMismatch
+from .errors import DesynchronizedDecode, ModelMismatch, PayloadError
 from .images import image_to_tensor, padding_for, tensor_to_image
 
 
@@ -98,9 +106,9 @@ class ParaHydraCodec:
         return container.pack(CodedView(header, strings.z, strings.y))
 
     # -- decoder side --------------------------------------------------------------------
-    def check(self, payload: bytes) -> CodedView:
-        """Parse a payload and check that this model can decode it."""
-        view = container.unpack(payload)
+    def check(self, payload: bytes | CodedView) -> CodedView:
+        """Parse a payload (unless it is parsed already) and check that this model can decode it."""
+        view = payload if isinstance(payload, CodedView) else container.unpack(payload)
         h = view.header
         if (h.model_name, h.model_hash) != (self.identity.name, self.identity.hash):
             raise ModelMismatch(
@@ -109,43 +117,34 @@ class ParaHydraCodec:
         self._check_quality(h.quality)
         return view
 
-    def decode(self, payloads: Sequence[bytes], joint: bool = True) -> list[np.ndarray]:
+    def decode(self, payloads: Sequence[bytes | CodedView], joint: bool = True) -> list[np.ndarray]:
         """Decode the views of one instant; raises the first view's ``PayloadError``."""
         group = self.decode_group(payloads, joint=joint)
         for index, error in sorted(group.errors.items()):
             raise type(error)(f"view {index}: {error}") from error
         return [group.images[i] for i in range(len(payloads))]
 
-    def decode_group(self, payloads: Sequence[bytes], joint: bool = True) -> DecodedGroup:
+    def decode_group(self, payloads: Sequence[bytes | CodedView], joint: bool = True) -> DecodedGroup:
         """Decode what can be decoded: bad views are reported, the others decoded jointly.
 
-        Views must share one padded size to be fused; views of another size than the
-        group's most common one are reported as ``SizeMismatch``.
+        Para-JD fuses views of one padded size: the views are decoded jointly with the
+        other views of their size (in index order), a view whose size no other view
+        has is decoded alone. Every view that decodes is returned.
         """
         group = DecodedGroup()
-        latents: dict[int, tuple[torch.Tensor, ViewHeader]] = {}
+        by_size: dict[tuple[int, int], dict[int, tuple[torch.Tensor, ViewHeader]]] = {}
         for index, result in enumerate(self._decode_latents(payloads)):
             if isinstance(result, PayloadError):
                 group.errors[index] = result
             else:
-                latents[index] = result
-        if not latents:
-            return group
-        sizes = [h.padded_hw for _, h in latents.values()]
-        common = max(set(sizes), key=sizes.count)
-        for index, (_, h) in list(latents.items()):
-            if h.padded_hw != common:
-                group.errors[index] = SizeMismatch(
-                    f"{h.height}x{h.width} does not match the group's {common[0]}x{common[1]} (padded)")
-                del latents[index]
-        order = sorted(latents)
-        x_hat = self.model.synthesize(torch.cat([latents[i][0] for i in order]), joint=joint)
-        for row, index in enumerate(order):
-            h = latents[index][1]
-            group.images[index] = tensor_to_image(x_hat[row], h.height, h.width, h.mono)
+                by_size.setdefault(result[1].padded_hw, {})[index] = result
+        for latents in by_size.values():
+            x_hat = self.model.synthesize(torch.cat([y_hat for y_hat, _ in latents.values()]), joint=joint)
+            for row, (index, (_, h)) in enumerate(latents.items()):
+                group.images[index] = tensor_to_image(x_hat[row], h.height, h.width, h.mono)
         return group
 
-    def _decode_latents(self, payloads: Sequence[bytes]) -> list:
+    def _decode_latents(self, payloads: Sequence[bytes | CodedView]) -> list:
         """Each payload's ``(ŷ, header)`` or its ``PayloadError``, views decoded in parallel.
 
         Entropy decoding runs on one thread per view (``model.determinism``), so up to
@@ -157,7 +156,7 @@ class ParaHydraCodec:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="entropy-decode") as pool:
             return list(pool.map(self._try_decode_latent, payloads))
 
-    def _try_decode_latent(self, payload: bytes):
+    def _try_decode_latent(self, payload: bytes | CodedView):
         try:
             return self._decode_latent(self.check(payload))
         except PayloadError as error:

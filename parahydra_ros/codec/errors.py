@@ -5,6 +5,11 @@ from __future__ import annotations
 class PayloadError(ValueError):
     """A coded view that cannot be decoded; the message says what is wrong."""
 
+    @property
+    def reason(self) -> str:
+        """What is wrong, as one word for diagnostics and logs (``views_error_<reason>``)."""
+        return type(self).__name__
+
 
 class NotAParaHydraPayload(PayloadError):
     """The bytes do not start with the ParaHydra magic."""
@@ -26,8 +31,19 @@ class ModelMismatch(PayloadError):
     """Coded by other weights, or with a quality the model does not have."""
 
 
-class SizeMismatch(PayloadError):
-    """Views of one group that cannot be decoded together (different sizes)."""
+class MessageMismatch(PayloadError):
+    """A field the message repeats from its payload's header says something else than the payload.
+
+    ``reason`` names the field: ``MessageHeightMismatch``, ``MessageModelHashMismatch``, …
+    """
+
+    def __init__(self, field: str, in_message: object, in_payload: object) -> None:
+        self.field = field
+        super().__init__(f"the message says {field} {in_message!r}, its payload {in_payload!r}")
+
+    @property
+    def reason(self) -> str:
+        return "Message" + "".join(part.capitalize() for part in self.field.split("_")) + "Mismatch"
 
 
 class DesynchronizedDecode(PayloadError):

@@ -1,7 +1,9 @@
 """``sensor_msgs/Image`` and ``CompressedImage`` contents ↔ the codec's uint8 pixels.
 
 ROS-free (numpy and OpenCV only): the functions take a message's fields, or any
-object with the message's attributes, and return plain values.
+object with the message's attributes (an rclpy or a rosbags message), and return
+plain values. The nodes, the bag tool and the demo all convert here; ``as_rgb`` is
+the package's one mono → RGB expansion.
 
 The codec codes 8-bit RGB (H×W×3) or mono (H×W) pixels. Supported ``Image``
 encodings, and how they are coded and restored:
@@ -34,6 +36,13 @@ import numpy as np
 #: Image encoding → channels in the message.
 CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 SUPPORTED_ENCODINGS = tuple(CHANNELS)
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """An H×W (or H×W×1) mono image replicated to H×W×3; any other array unchanged."""
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
 
 
 class UnsupportedEncoding(ValueError):
@@ -105,7 +114,7 @@ def pixels_to_image(pixels: np.ndarray, encoding: str) -> dict[str, Any]:
     if channels == 1:
         out = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     else:
-        rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[:, :, None], 3, axis=2)
+        rgb = as_rgb(pixels)
         if encoding.startswith("bgr"):
             rgb = rgb[:, :, ::-1]
         if channels == 4:

@@ -1,4 +1,7 @@
-"""The one conversion between uint8 images and the model's padded float tensors."""
+"""The one conversion between uint8 images and the model's padded float tensors, and the one
+image-file reader (``read_image``: ``parahydra encode``, ``parahydra eval``, the training
+folders, the camera replay node and the demo all read files with it, so a grey file is coded
+as mono everywhere)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,18 +13,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..model.configs import PAD_MULTIPLE
+from .image_conversions import as_rgb
 
 
 def padding_for(height: int, width: int) -> tuple[int, int]:
     """Rows and columns to add (bottom, right) to reach multiples of 64."""
     return (-height) % PAD_MULTIPLE, (-width) % PAD_MULTIPLE
-
-
-def as_rgb(image: np.ndarray) -> np.ndarray:
-    """An H×W (or H×W×1) mono image replicated to H×W×3; any other array unchanged."""
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
 
 
 def image_to_tensor(image: np.ndarray) -> Tensor:

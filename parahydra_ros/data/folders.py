@@ -29,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
+from ..codec.image_conversions import as_rgb
+from ..codec.images import read_image
 from .transforms import ViewKey, split_key, views_to_tensor
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -41,11 +42,11 @@ WILDTRACK_LAST_TRAIN_FRAME = 2000
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as an HxWx3 RGB uint8 array (grey and palette images are expanded)."""
+    """An image file as an HxWx3 RGB uint8 array, for training: the codec's reader
+    (``codec.images.read_image``) with a grey image expanded to three equal channels."""
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError) as error:
+        return as_rgb(read_image(path))
+    except ValueError as error:
         raise OSError(f"cannot read image {path}: {error}") from error
 
 

@@ -10,12 +10,12 @@ per camera namespace and one joint ``decoder_node`` process, as ``parahydra laun
 them; in this process the camera replay node publishes every camera's ``sensor_msgs/Image``
 (a synthetic rig of N cameras moving through one scene, the groups of a folder, or the
 camera topics of a rosbag) and a collector takes every latent, reconstruction and
-``/diagnostics`` message (``demo_pipeline.py``). The groups are paced by the pipeline itself
+``/diagnostics`` message (``demo/pipeline.py``). The groups are paced by the pipeline itself
 (``--rate 0``, no frame dropped) unless ``--rate`` sets a camera rate.
 
 Printed: a table per camera (frames, bits per pixel on the wire, compression ratio against
 the raw images and against JPEG at equal PSNR, PSNR and MS-SSIM of the reconstructions,
-encode / decoder / capture-to-image latency p50/p95; ``demo_report.py`` defines each).
+encode / decoder / capture-to-image latency p50/p95; ``demo/report.py`` defines each).
 Written to the output folder (``--out``, default ``out/demo-<timestamp>``):
 ``side_by_side.png`` (rows: cameras; original | reconstruction | error map),
 ``rd.png`` (ParaHydra against JPEG on the demo's own images, and the pipeline's point),
@@ -83,8 +83,8 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from .cli import UserError
-    from .demo_pipeline import PipelineError
+    from ..errors import UserError
+    from ..pipeline import PipelineError
 
     previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
     try:
@@ -111,8 +111,8 @@ def _main_thread() -> bool:
 
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     """The demo (see the module docstring); returns what ``demo.json`` holds."""
-    from .cli import UserError
-    from .demo_pipeline import PipelineSpec, dds_environment
+    from ..errors import UserError
+    from ..pipeline import PipelineSpec, dds_environment
 
     import torch
 
@@ -144,7 +144,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(spec: Any, out: Path) -> Any:
     """``run_pipeline`` with the demo's messages."""
-    from .demo_pipeline import run_pipeline
+    from ..pipeline import run_pipeline
 
     return run_pipeline(spec, out, say=lambda text: print(text, flush=True))
 
@@ -152,8 +152,8 @@ def run(spec: Any, out: Path) -> Any:
 def report(results: Any, args: argparse.Namespace, out: Path, began: float,
            topics: dict[str, str] | None = None) -> dict[str, Any]:
     """Print the table; write the side-by-side image, the RD plot and ``demo.json``."""
-    from .demo_pipeline import decoder_threads
-    from .demo_report import format_table, side_by_side, summarize, write_json
+    from ..pipeline import decoder_threads
+    from .report import format_table, side_by_side, summarize, write_json
 
     spec = results.spec
     clock = time.monotonic()
@@ -253,10 +253,10 @@ def _rd_plot(results: Any, rows: list[dict[str, Any]], groups: int, device: str,
     """Offline RD curves on ``groups`` of the demo's groups, with the pipeline's point; ``None`` if 0."""
     if groups <= 0:
         return None
-    from .codec.api import ParaHydraCodec
-    from .eval.rd import RDPoint
-    from .eval.report import plot_rd
-    from .demo_report import rd_curves
+    from ..codec.api import ParaHydraCodec
+    from ..eval.rd import RDPoint
+    from ..eval.report import plot_rd
+    from .report import rd_curves
 
     spec = results.spec
     complete = [i for i in range(len(results.stamps)) if all(results.frames[c][i].complete for c in spec.cameras)]
@@ -277,8 +277,8 @@ def _rd_plot(results: Any, rows: list[dict[str, Any]], groups: int, device: str,
 
 def _check_model(model: Path | None, quality: int) -> Path:
     """The checkpoint to use (``--model`` or the packaged one), checked: one-line errors."""
-    from .cli import UserError
-    from .codec.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
+    from ..errors import UserError
+    from ..codec.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
 
     path = (model or DEFAULT_MODEL).expanduser().resolve()
     if not path.is_file():
@@ -297,7 +297,7 @@ def _check_model(model: Path | None, quality: int) -> Path:
 # -- sources -----------------------------------------------------------------------------------------
 def _prepare_source(args: argparse.Namespace, out: Path) -> tuple[list[str], str, tuple[int, int], dict | None]:
     """Camera names, the replay's source, the view size, and (bag) camera → topic."""
-    from .cli import UserError
+    from ..errors import UserError
 
     if args.bag:
         if not args.topics:
@@ -314,8 +314,8 @@ def _prepare_source(args: argparse.Namespace, out: Path) -> tuple[list[str], str
         raise UserError("--cameras must be at least 1")
     names = [f"cam{i}" for i in range(count)]
     if args.source:
-        from .ros.camera_replay_node import folder_groups, read_rgb
-        from .ros.runtime import NodeSetupError
+        from ..ros.camera_replay_node import folder_groups, read_rgb
+        from ..ros.runtime import NodeSetupError
 
         if not args.source.expanduser().is_dir():
             raise UserError(f"--source {args.source}: no such folder")
@@ -346,45 +346,20 @@ def camera_names(topics: list[str]) -> list[str]:
 
 def bag_groups(bag: Path, topics: list[str], count: int) -> list[list[Any]]:
     """The first ``count`` complete groups of ``topics`` (one view each, matched by header stamp as
-    the decoder matches them), as uint8 RGB / mono pixels. Reading is ``parahydra bag``'s (rosbags)."""
-    from .bagtools.errors import BagError
-    from .bagtools.grouping import SyncSettings, grouped
-    from .bagtools.messages import CAMERA_TYPES, LATENT, camera_pixels, make_typestore, stamp_ns
-    from .bagtools.reading import open_bag
-    from .cli import UserError
+    the decoder matches them), as uint8 RGB / mono pixels. Read by ``parahydra bag``'s reader
+    (``bagtools.cameras.camera_groups``)."""
+    from contextlib import closing
 
-    if len(set(topics)) != len(topics):
-        raise UserError(f"--topics repeats a topic: {topics}")
+    from ..bagtools.cameras import camera_groups
+    from ..bagtools.errors import BagError
+    from ..errors import UserError
+
     groups: list[list[Any]] = []
     try:
-        with open_bag(bag) as reader:
-            kinds = {topic: info.msgtype for topic, info in reader.topics.items()}
-            cameras = sorted(t for t, kind in kinds.items() if kind in CAMERA_TYPES)
-            for topic in topics:
-                if topic not in kinds:
-                    raise UserError(f"{bag}: no topic {topic} (camera topics: {', '.join(cameras) or 'none'})")
-                if kinds[topic] not in CAMERA_TYPES:
-                    raise UserError(f"{bag}: {topic} is {kinds[topic]}, not sensor_msgs/msg/Image or CompressedImage")
-            store = make_typestore(reader.definition(LATENT))
-            index = {topic: i for i, topic in enumerate(topics)}
-
-            def events():
-                for message in reader.messages():
-                    i = index.get(message.topic)
-                    if i is not None:
-                        msg = store.deserialize_cdr(message.data, message.connection.msgtype)
-                        yield i, stamp_ns(msg.header), (message, msg)
-
-            for group in grouped(events(), len(topics), SyncSettings()):
-                if not group.complete:
-                    continue
-                views = []
-                for message, msg in group.items:
-                    try:
-                        views.append(camera_pixels(msg, message.connection.msgtype)[0])
-                    except ValueError as error:
-                        raise UserError(f"{bag}: {message.topic} message {message.topic_index}: {error}") from None
-                groups.append(views)
+        with closing(camera_groups(bag, topics)) as reading:  # the bag closes when we stop early
+            for group in reading:
+                if group.complete:
+                    groups.append([frame.pixels for frame in group.items])
                 if len(groups) >= count:
                     break
     except BagError as error:

@@ -25,7 +25,7 @@ camera's latent is not back ``ENCODE_TIMEOUT_S`` after publication, when a later
 finished ``LOST_AFTER_S`` before, or after ``frame_timeout`` seconds.
 
 Every node process is stopped on return, on an error and on Ctrl-C (SIGINT, then SIGTERM,
-then SIGKILL; they also die with this process, see ``ros/launcher.py``).
+then SIGKILL; they also die with this process, see ``pipeline/launcher.py``).
 """
 from __future__ import annotations
 
@@ -51,12 +51,12 @@ from sensor_msgs.msg import Image
 
 from parahydra_ros.msg import CompressedLatent
 
-from .ros.camera_replay_node import CameraReplayNode
-from .ros.diagnostics import parse_status
-from .ros.launcher import ProcessGroup, node_command, write_params_file
-from .ros.pipeline_config import load_pipeline
-from .ros.image_conversions import msg_to_pixels
-from .ros.qos import qos_profile
+from ..ros.camera_replay_node import CameraReplayNode
+from ..ros.diagnostics import parse_status
+from ..pipeline.launcher import ProcessGroup, node_command, write_params_file
+from ..pipeline.config import load_pipeline
+from ..codec.image_conversions import msg_to_pixels
+from ..ros.qos import qos_profile
 
 #: A measured group is lost when a later group finished this long ago and it did not.
 LOST_AFTER_S = 3.0
@@ -173,7 +173,7 @@ def dds_environment() -> tuple[str, bool]:
 
 
 def pipeline_config(spec: PipelineSpec) -> dict[str, Any]:
-    """The pipeline YAML of ``spec`` (see ``ros/pipeline_config.py``); its replay section is what
+    """The pipeline YAML of ``spec`` (see ``pipeline/config.py``); its replay section is what
     ``parahydra launch`` would start (a timer at ``rate``, 1/s for a closed-loop run)."""
     replay: dict[str, Any] = {"enabled": True, "source": spec.source, "rate": spec.rate or 1.0,
                               "seed": spec.seed}

@@ -11,7 +11,7 @@ ROS-free. Per camera, over the frames whose reconstruction came back:
   the same source images (``eval.rd.bpp_at_psnr`` over a quality sweep: mean PSNR against
   pixel-weighted bpp, as every RD point of ``eval``) over the ParaHydra payload's bytes;
   ``None`` when that PSNR is outside JPEG's range (below its lowest quality, say);
-* ``psnr`` and ``ms_ssim`` of the reconstructions against the camera's images (``eval.metrics``);
+* ``psnr`` and ``ms_ssim`` of the reconstructions against the camera's images (``codec.metrics``);
 * ``encode_ms``: the encoder's own time per frame (``CompressedLatent.encode_time_ms``);
   ``decoder_ms``: latent received → reconstruction received (time-sync wait, queue, joint
   decode of the group, transport); ``latency_ms``: capture stamp → reconstruction received;
@@ -31,8 +31,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .eval.metrics import ms_ssim, psnr
-from .eval.rd import RDPoint, bpp_at_psnr
+from ..codec.image_conversions import as_rgb
+from ..codec.metrics import ms_ssim, psnr
+from ..eval.rd import RDPoint, bpp_at_psnr
 
 #: JPEG qualities of the equal-PSNR sweep (dense enough for the interpolation, quick).
 JPEG_QUALITIES = (1, 3, 6, 10, 15, 25, 40, 60, 75, 85, 92, 97)
@@ -56,10 +57,10 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
 
 def jpeg_points(images: Sequence[np.ndarray], qualities: Sequence[int] = JPEG_QUALITIES) -> list[RDPoint]:
     """JPEG RD points of ``images`` (PSNR only: the equal-PSNR rate needs no MS-SSIM)."""
-    from .eval.anchors import ANCHORS
+    from ..eval.anchors import ANCHORS
 
     anchor = ANCHORS["jpeg"]
-    rgb = [image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2) for image in images]
+    rgb = [as_rgb(image) for image in images]
     pixels = sum(image.shape[0] * image.shape[1] for image in rgb)
     points = []
     for quality in qualities:
@@ -71,7 +72,7 @@ def jpeg_points(images: Sequence[np.ndarray], qualities: Sequence[int] = JPEG_QU
 
 
 def camera_summary(camera: str, frames: Sequence[Any], jpeg: bool = True) -> dict[str, Any]:
-    """The numbers of one camera (or of all, ``frames`` of every camera) from ``demo_pipeline.Frame``s;
+    """The numbers of one camera (or of all, ``frames`` of every camera) from ``demo.pipeline.Frame``s;
     ``jpeg``: also the JPEG sweep and the ratio at equal PSNR."""
     done = [f for f in frames if f.complete]
     row: dict[str, Any] = {"camera": camera, "frames": len(done), "frames_sent": len(frames)}
@@ -151,8 +152,8 @@ def side_by_side(frames: Sequence[Any], path: Path) -> tuple[int, int]:
     Returns the image's (height, width): (cameras × H, 3 × W) for views of one size H × W."""
     rows = []
     for frame in frames:
-        original = _rgb(frame.original)
-        reconstruction = _rgb(frame.reconstruction)
+        original = as_rgb(frame.original)
+        reconstruction = as_rgb(frame.reconstruction)
         value = psnr(frame.original, frame.reconstruction)
         panels = [(original, f"{frame.camera} original"),
                   (reconstruction, f"{frame.camera} ParaHydra {value:.2f} dB"),
@@ -165,10 +166,6 @@ def side_by_side(frames: Sequence[Any], path: Path) -> tuple[int, int]:
     if not cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)):
         raise OSError(f"{path}: could not write the image")
     return canvas.shape[0], canvas.shape[1]
-
-
-def _rgb(image: np.ndarray) -> np.ndarray:
-    return image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
 
 
 def _label(image: np.ndarray, text: str) -> np.ndarray:
@@ -186,12 +183,12 @@ def rd_curves(codec: Any, groups: Sequence[Sequence[np.ndarray]], qualities: Seq
               pipeline_point: RDPoint | None, label: str) -> dict[str, list[RDPoint]]:
     """ParaHydra (joint and separate decoding, ``eval.model_rd``) and JPEG (its default sweep,
     ``eval.rd``) on ``groups``, plus the point the pipeline measured (``label``)."""
-    from .eval.anchors import ANCHORS
-    from .eval.model_rd import model_rd_points
-    from .eval.rd import anchor_rd_points
+    from ..eval.anchors import ANCHORS
+    from ..eval.model_rd import model_rd_points
+    from ..eval.rd import anchor_rd_points
 
     curves = {f"parahydra-{mode}": points for mode, points in model_rd_points(codec, groups, qualities).items()}
-    curves["jpeg"] = anchor_rd_points([_rgb(image) for group in groups for image in group], ANCHORS["jpeg"])
+    curves["jpeg"] = anchor_rd_points([as_rgb(image) for group in groups for image in group], ANCHORS["jpeg"])
     if pipeline_point is not None:
         curves[label] = [pipeline_point]
     return curves

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..codec.api import ParaHydraCodec
-from .metrics import ms_ssim, psnr
+from ..codec.metrics import ms_ssim, psnr
 from .rd import RDPoint
 
 MODES = ("joint", "separate")

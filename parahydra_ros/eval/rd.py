@@ -8,7 +8,7 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 from parahydra_ros.eval.anchors import Anchor
-from parahydra_ros.eval.metrics import ms_ssim, psnr
+from parahydra_ros.codec.metrics import ms_ssim, psnr
 
 
 @dataclass(frozen=True)

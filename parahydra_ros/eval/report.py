@@ -22,13 +22,16 @@ DEFAULT_ANCHORS = ("jpeg", "webp", "avif", "hevc", "av1", "vvc")
 
 def load_groups(root: Path, layout: str = "groups", split: str | None = None,
                 max_views: int | None = None, max_groups: int | None = None):
-    """The views of each group of a folder dataset, as uint8 RGB arrays."""
-    from ..data.folders import discover_groups, read_rgb
+    """The views of each group of a folder dataset, as the codec reads them (``codec.images.read_image``:
+    uint8 RGB, or mono for a grey file, so that ``parahydra eval`` codes a file as ``parahydra
+    encode`` does; the classical anchors code a grey view as its RGB expansion)."""
+    from ..codec.images import read_image
+    from ..data.folders import discover_groups
 
     groups = []
     for group in discover_groups(root, layout, split)[:max_groups]:
-        views = [read_rgb(path) for path in group.paths[:max_views]]
-        if len(views) and all(v.shape == views[0].shape for v in views):
+        views = [read_image(path) for path in group.paths[:max_views]]
+        if len(views) and all(v.shape[:2] == views[0].shape[:2] for v in views):
             groups.append((group.name, views))
     if not groups:
         raise ValueError(f"{root}: no group of same-size views found")
@@ -81,6 +84,7 @@ def evaluate(codec, groups, anchors: list[str], reference: str,
              compared: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every curve and the BD table for ``groups`` (list of (name, views)); ``compared`` maps
     a label to another codec (an ablation variant or baseline) whose curves join the report."""
+    from ..codec.image_conversions import as_rgb
     from .anchors import ANCHORS
     from .model_rd import model_rd_points
     from .rd import anchor_rd_points
@@ -95,7 +99,7 @@ def evaluate(codec, groups, anchors: list[str], reference: str,
         if not available:
             skipped[name] = available.reason
             continue
-        curves[name] = anchor_rd_points([image for group in views for image in group], ANCHORS[name])
+        curves[name] = anchor_rd_points([as_rgb(image) for group in views for image in group], ANCHORS[name])
     if reference not in curves:
         raise ValueError(f"reference anchor {reference!r} was not evaluated")
     return {
@@ -134,6 +138,9 @@ def register(subparsers) -> None:
     p.add_argument("--reference", default="jpeg", help="anchor of the BD numbers")
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--plot", type=Path, default=None)
+    p.add_argument("--control", action="store_true",
+                   help="also decode every view with its partners, with views of another scene, with "
+                        "itself and alone (same bitstreams): is the joint gain side information?")
     p.set_defaults(func=cmd_eval)
 
 
@@ -150,6 +157,11 @@ def cmd_eval(args) -> None:
     anchors = list(dict.fromkeys([*args.anchors, args.reference]))
     report, curves = evaluate(codec, groups, anchors, args.reference, compared)
     report["data"] = str(args.data)
+    if args.control:
+        from .control import side_view_control
+
+        report["control"] = [_rounded(point.as_dict())
+                             for point in side_view_control(codec, [views for _, views in groups])]
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     if args.plot:
@@ -158,7 +170,7 @@ def cmd_eval(args) -> None:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    """The BD table and the curves, as text."""
+    """The BD table, the curves and the side-view control (when run), as text."""
     print(f"model {report['model']['name']} ({report['model']['hash']}), "
           f"{len(report['groups'])} groups, reference {report['reference']}")
     print(f"{'codec':<22}{'BD-rate cubic':>14}{'BD-rate pchip':>14}{'BD-PSNR pchip':>14}")
@@ -172,3 +184,7 @@ def print_report(report: dict[str, Any]) -> None:
               f"entropy model {model['entropy_model']}")
     for name, reason in report["skipped_anchors"].items():
         print(f"skipped {name}: {reason}")
+    if "control" in report:
+        from .control import print_control
+
+        print_control(report["control"])

@@ -1,7 +1,7 @@
 """The pipeline YAML: N cameras' encoders, one joint decoder, optionally a camera replay.
 
 The one parser of ``config/*.yaml``, used by ``launch/pipeline.launch.py`` (real ROS)
-and by ``parahydra launch`` (``ros/launcher.py``): both start exactly the nodes
+and by ``parahydra launch`` (``pipeline/launcher.py``): both start exactly the nodes
 ``load_pipeline`` returns. ROS-free (PyYAML only). Format::
 
     model: ""            # checkpoint shared by every node ("" = the packaged default);
@@ -24,7 +24,7 @@ and by ``parahydra launch`` (``ros/launcher.py``): both start exactly the nodes
                          # (+ name, namespace; any other key: a replay parameter)
       source: synthetic
 
-Every parameter name is checked against the node's table (``ros/parameters.py``)
+Every parameter name is checked against the node's table (``pipeline/parameters.py``)
 and every value against its type, with errors naming the file and the key.
 Launch arguments / command-line flags ``model``, ``quality``, ``device``, ``replay``
 override the file (``device`` for every node, ``quality`` for every camera).

@@ -2,7 +2,7 @@
 
 ``launch`` and ``ros2 launch`` are not on PyPI; this starts the nodes that
 ``launch/pipeline.launch.py`` starts, from the same YAML through the same parser
-(``pipeline_config.load_pipeline``), one process per node::
+(``pipeline.config.load_pipeline``), one process per node::
 
     python -m parahydra_ros.ros.encoder_node --ros-args -r __node:=parahydra_encoder \\
         -r __ns:=/cam0 --params-file /tmp/…/cam0.parahydra_encoder.yaml -r image:=/cam0/image
@@ -190,8 +190,8 @@ def launch(pipeline, stop_timeout: float = 5.0, dry_run: bool = False) -> int:
 
 
 def cmd_launch(args: argparse.Namespace) -> None:
-    from ..cli import UserError
-    from .pipeline_config import PipelineConfigError, load_pipeline
+    from ..errors import UserError
+    from .config import PipelineConfigError, load_pipeline
 
     try:
         pipeline = load_pipeline(args.config, model=args.model, quality=args.quality, device=args.device,

@@ -1,16 +1,19 @@
 """The parameters of every node, as tables: name, type, default, description, runtime-changeable.
 
 One table per node (``ENCODER``, ``DECODER``, ``REPLAY``); each node module exposes its
-table as ``NODE_PARAMETERS`` and declares exactly these parameters from it, so the
-README's parameter tables, the pipeline YAML validation (``pipeline_config``) and the
-launch files all read the same source. ROS-free: rclpy is imported only by
-``declare_parameters``, which the nodes call.
+table as ``NODE_PARAMETERS`` and declares exactly these parameters from it
+(``ros.runtime.declare_parameters``), so the README's parameter tables, the pipeline
+YAML validation (``pipeline.config``) and the launch files all read the same source.
+ROS-free. The decoder's grouping defaults are ``sync.SyncSettings``'s, the ones the bag
+tool groups with.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from ..sync.grouping import SyncSettings
 
 #: Parameter types, by their ``ros2 param`` names.
 TYPES = ("bool", "integer", "double", "string", "string_array")
@@ -113,9 +116,10 @@ DECODER = _table(
               "CPU threads of the decoder's networks (torch.set_num_threads; 0: torch's default, one per core)"),
     ParamSpec("joint", "bool", True,
               "Decode the views of a group jointly (Para-JD across views); false: every view alone"),
-    ParamSpec("slop", "double", 0.02,
+    ParamSpec("slop", "double", SyncSettings.slop,
               "Approximate-time synchronization: most seconds between the stamps of one group"),
-    ParamSpec("queue_size", "integer", 10, "Messages per input the synchronizer keeps waiting for a match"),
+    ParamSpec("queue_size", "integer", SyncSettings.queue_size,
+              "Messages per input the synchronizer keeps waiting for a match"),
     ParamSpec("partial_deadline", "double", 0.5,
               "Seconds a frame waits for the other cameras before the views present are decoded "
               "as a partial group (a stopped camera never stalls the others)"),
@@ -187,42 +191,3 @@ def _ros_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(value) + "]"
     return repr(value)
-
-
-def declare_parameters(node: Any, table: Mapping[str, ParamSpec]) -> dict[str, Any]:
-    """Declare every parameter of ``table`` on an rclpy node; return their values.
-
-    Parameters not marked ``runtime`` are read-only once declared (they can still be
-    set at start-up, by ``--ros-args -p`` or a params file). An empty array default
-    is declared by type (a ``[]`` value would make rclpy infer a byte array) and
-    reads back as ``[]`` when nothing overrides it.
-    """
-    from rcl_interfaces.msg import ParameterDescriptor
-    from rclpy.exceptions import ParameterUninitializedException
-    from rclpy.parameter import Parameter
-
-    values: dict[str, Any] = {}
-    for spec in table.values():
-        descriptor = ParameterDescriptor(
-            description=spec.description, read_only=not spec.runtime,
-            type=getattr(Parameter.Type, spec.type.upper()).value)
-        if spec.type == "string_array" and not spec.default:
-            node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor)
-        else:
-            node.declare_parameter(spec.name, spec.default, descriptor)
-        try:
-            value = node.get_parameter(spec.name).value
-        except ParameterUninitializedException:
-            value = list(spec.default)
-        values[spec.name] = spec.check(value, node.get_fully_qualified_name())
-    overrides = getattr(node, "_parameter_overrides", {})  # rclpy keeps no public list of them
-    unknown = sorted(name for name in overrides if not node.has_parameter(name))
-    if unknown:
-        node.get_logger().warning(f"ignoring parameter(s) this node does not have: {', '.join(unknown)} "
-                                  f"(known: {', '.join(table)})")
-    return values
-
-
-def format_values(values: Mapping[str, Any], names: Sequence[str] | None = None) -> str:
-    """``name=value`` pairs for one start-up log line."""
-    return ", ".join(f"{k}={values[k]!r}" for k in (names or values))

@@ -24,10 +24,10 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from . import image_conversions as conv
-from .parameters import REPLAY, declare_parameters, format_values
+from ..codec import image_conversions as conv
+from ..pipeline.parameters import REPLAY
 from .qos import qos_profile
-from .runtime import NodeSetupError, run_node
+from .runtime import NodeSetupError, declare_parameters, format_values, run_node
 
 NODE_PARAMETERS = REPLAY
 """This node's parameters: name → ``ParamSpec`` (default, type, description)."""

@@ -11,19 +11,22 @@ Topics:
   QoS ``output_qos`` (reliable);
 * publishes ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``), see ``diagnostics.py``.
 
-Flow: the N subscriptions are time-synchronized by ``message_filters``'
-``ApproximateTimeSynchronizer`` (this package's implementation of the same policy
-when message_filters is not installed, see ``ros/sync.py``). Every message is also
-given to a ``PartialGroupCollector``: a frame no complete group took within
-``partial_deadline`` seconds is decoded with whatever views of its instant are
-there, so a camera that stops never stops the others (it is logged once when it
-goes missing and once when it comes back, see ``MissingCameras``). Groups go to a bounded work queue
-(``work_queue_size``, the oldest dropped and counted when the decoder falls
-behind) served by one worker thread, which entropy-decodes every view on its own
-and runs Para-JD across the views of the group. A view that cannot be decoded
-(corrupt, another model or quality, a size that does not fit the group) is
-dropped with a rate-limited error naming the camera and the reason; the others
-are decoded and the node goes on.
+Flow: every message of the N subscriptions goes to one ``sync.CameraGrouper``
+(``ros/sync.py`` feeds it), the object ``parahydra bag`` groups recordings with:
+message_filters' approximate-time policy (``slop``, ``queue_size``; tested equal to
+message_filters' ``ApproximateTimeSynchronizer``) fires complete groups, and a frame no
+complete group took within ``partial_deadline`` seconds is decoded with whatever
+views of its instant are there, so a camera that stops never stops the others (it is
+logged once when it goes missing and once when it comes back; every camera falling
+silent at once is one event, see ``sync.MissingInputs``). Groups go to a bounded work
+queue (``work_queue_size``, the oldest dropped and counted when the decoder falls
+behind) served by one worker thread. There each payload is parsed and CRC-checked
+once, every field the message repeats from it is checked (``codec.latent_message``),
+and ``ParaHydraCodec.decode_group`` entropy-decodes every view on its own and runs
+Para-JD across the views of one size. A view that cannot be decoded (corrupt, another
+model or quality, a message that contradicts its payload) is dropped with a
+rate-limited error naming the camera and the reason; the others are decoded and the
+node goes on.
 """
 from __future__ import annotations
 
@@ -40,16 +43,24 @@ from sensor_msgs.msg import Image
 
 from parahydra_ros.msg import CompressedLatent
 
-from ..codec import container
+from ..codec import image_conversions as conv
+from ..codec.container import CodedView
 from ..codec.errors import PayloadError
-from ..sync import Group, PartialGroupCollector
-from . import image_conversions as conv
+from ..codec.latent_message import parse_latent
+from ..pipeline.parameters import DECODER
+from ..sync import CameraGrouper, Group, SyncSettings
+from ..sync.worker import DropOldestWorker
 from .diagnostics import NodeStats, RateLimiter, diagnostic_status
-from .parameters import DECODER, declare_parameters, format_values
 from .qos import describe, qos_profile
-from .runtime import NodeSetupError, WorkerNodeMixin, load_codec, run_node
-from .sync import USING_MESSAGE_FILTERS, header_stamp_ns, make_synchronizer
-from .worker import DropOldestWorker
+from .runtime import (
+    NodeSetupError,
+    WorkerNodeMixin,
+    declare_parameters,
+    format_values,
+    load_codec,
+    run_node,
+)
+from .sync import subscribe_grouped
 
 NODE_PARAMETERS = DECODER
 """This node's parameters: name → ``ParamSpec`` (default, type, description)."""
@@ -98,52 +109,6 @@ def resolve_streams(input_topics: Sequence[str], cameras: Sequence[str],
     return streams
 
 
-class MissingCameras:
-    """Which cameras to report missing, and when back; ROS-free, times in seconds (monotonic).
-
-    A camera is missing when it has sent nothing for longer than ``deadline`` while
-    another camera delivers. When every camera is silent (the robot paused, a replay
-    ended) that is one event, not N missing cameras; and when they resume, the
-    clock of the others restarts at the first one's arrival, so cameras that come
-    back a little later are not reported. A reported camera is back as soon as it
-    delivers again.
-    """
-
-    def __init__(self, num_cameras: int, deadline: float) -> None:
-        self.deadline = deadline
-        self._last: list[float | None] = [None] * num_cameras
-        self._start: float | None = None
-        self._resumed: float | None = None
-        self.all_silent = False
-        self.reported: dict[int, float] = {}  # camera -> when it was reported missing
-
-    def seen(self, index: int, now: float) -> None:
-        self._last[index] = now
-        if self._start is None:
-            self._start = now
-
-    def poll(self, now: float) -> tuple[list[int], list[int], bool]:
-        """(cameras gone missing, cameras back, whether every camera just fell silent)."""
-        if self._start is None:
-            return [], [], False
-        newest = max(t for t in self._last if t is not None)
-        if now - newest > self.deadline:
-            started, self.all_silent = not self.all_silent, True
-            return [], [], started
-        if self.all_silent:
-            self.all_silent, self._resumed = False, newest
-        back = sorted(i for i, when in self.reported.items() if (self._last[i] or -1.0) > when)
-        for index in back:
-            del self.reported[index]
-        went = []
-        for index, last in enumerate(self._last):
-            since = max(t for t in (last, self._start, self._resumed) if t is not None)
-            if index not in self.reported and now - since > self.deadline:
-                self.reported[index] = now
-                went.append(index)
-        return went, back, False
-
-
 class DecoderNode(WorkerNodeMixin, Node):
     """Time-synchronizes N cameras' latents and decodes each instant jointly."""
 
@@ -167,61 +132,47 @@ class DecoderNode(WorkerNodeMixin, Node):
 
         self.stats = NodeStats()
         self.stats.set_info("model", f"{self.codec.identity.name} ({self.codec.identity.hash})")
-        self.stats.set_info("synchronizer", "message_filters" if USING_MESSAGE_FILTERS else "parahydra_ros.sync")
+        self.stats.set_info("synchronizer", "parahydra_ros.sync")
         self.stats.set_info("missing_cameras", "")
         self._errors = RateLimiter(p["error_log_period"])
         n = len(self.streams)
-        self.collector: PartialGroupCollector[CompressedLatent] = PartialGroupCollector(
-            n, p["slop"], p["partial_deadline"], capacity=max(64, 4 * p["queue_size"]))
-        self.missing = MissingCameras(n, p["partial_deadline"])
+        self.grouper: CameraGrouper[CompressedLatent] = CameraGrouper(
+            n, SyncSettings(p["slop"], p["queue_size"], p["partial_deadline"]),
+            capacity=max(64, 4 * p["queue_size"]))
 
         self.image_publishers = [self.create_publisher(Image, s.output_topic, output_qos) for s in self.streams]
         self.worker: DropOldestWorker[Group[CompressedLatent]] = DropOldestWorker(
             self._decode, maxsize=p["work_queue_size"], name="joint-decoder",
             on_drop=lambda _: self.stats.count("groups_dropped"), on_error=self._on_worker_error)
-        self.synchronizer, self.subscribers = make_synchronizer(
-            self, CompressedLatent, [s.input_topic for s in self.streams], input_qos,
-            p["queue_size"], p["slop"])
-        self.synchronizer.registerCallback(self._on_synchronized)
-        for index, subscriber in enumerate(self.subscribers):
-            subscriber.registerCallback(self._on_message, index)
+        self.subscribers = subscribe_grouped(
+            self, CompressedLatent, [s.input_topic for s in self.streams], input_qos, self.grouper,
+            on_group=self.worker.submit, on_message=self._on_message)
         self.create_timer(max(0.01, p["partial_deadline"] / 5), self._poll_partial)
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         if p["diagnostics_period"] > 0:
             self.create_timer(p["diagnostics_period"], self.publish_diagnostics)
-        topics = ", ".join(f"{s.camera}: {sub.sub.topic_name} → {pub.topic_name}"
+        topics = ", ".join(f"{s.camera}: {sub.topic_name} → {pub.topic_name}"
                            for s, sub, pub in zip(self.streams, self.subscribers, self.image_publishers))
         self.get_logger().info(
             f"decoding {n} cameras {'jointly' if self.joint else 'separately'} ({topics}); in "
             f"{describe(input_qos)}, out {describe(output_qos)}; model {self.codec.identity.name} "
-            f"({self.codec.identity.hash}) on {self.codec.device}; synchronizer "
-            f"{'message_filters' if USING_MESSAGE_FILTERS else 'parahydra_ros.sync'}; "
+            f"({self.codec.identity.hash}) on {self.codec.device}; "
             + format_values(p, ["slop", "queue_size", "partial_deadline", "work_queue_size"]))
 
     # -- callbacks: short, the decode is in the worker ---------------------------------------------
-    def _on_message(self, msg: CompressedLatent, index: int) -> None:
-        """Every message, after the synchronizer saw it: remember it for a partial group."""
+    def _on_message(self, index: int, msg: CompressedLatent) -> None:
+        """Every message, before the grouper sees it: counted."""
         self.stats.count("frames_in")
         self.stats.count(f"frames_in_{self.streams[index].camera}")
-        now = time.monotonic()
-        self.missing.seen(index, now)
-        self.collector.add(index, header_stamp_ns(msg), now, msg)
-
-    def _on_synchronized(self, *msgs: CompressedLatent) -> None:
-        """A complete set from the synchronizer (called under message_filters' lock: hand it on)."""
-        group = Group(stamps=tuple(header_stamp_ns(m) for m in msgs), items=tuple(msgs))
-        fresh = self.collector.complete(group)
-        if fresh is not None:
-            self.worker.submit(fresh)
 
     def _poll_partial(self) -> None:
         """Timer: decode what waited past the deadline; report cameras that went missing or came back."""
-        now = time.monotonic()
-        for group in self.collector.poll(now).groups:
+        result = self.grouper.poll(time.monotonic())
+        for group in result.groups:
             self.worker.submit(group)
-        went, back, all_silent = self.missing.poll(now)
+        went, back = result.went_missing, result.came_back
         deadline = self.params["partial_deadline"]
-        if all_silent:
+        if result.all_fell_silent:
             self.get_logger().warning(f"no camera has sent anything for more than {deadline} s")
         for index in went:
             s = self.streams[index]
@@ -234,15 +185,15 @@ class DecoderNode(WorkerNodeMixin, Node):
             self.stats.count(f"returned_reports_{s.camera}")
             self.get_logger().info(f"camera {s.camera} ({s.input_topic}) is back")
         if went or back:
-            missing = sorted(self.streams[i].camera for i in self.missing.reported)
+            missing = sorted(self.streams[i].camera for i in self.grouper.missing)
             self.stats.set_info("missing_cameras", ",".join(missing))
 
     def publish_diagnostics(self) -> None:
         snapshot = self.stats.snapshot()
         snapshot["work_queue_pending"] = self.worker.pending
-        snapshot["frames_dropped_collector"] = self.collector.dropped
+        snapshot["frames_dropped_collector"] = self.grouper.dropped
         missing = snapshot.get("missing_cameras", "")
-        snapshot["all_cameras_silent"] = int(self.missing.all_silent)
+        snapshot["all_cameras_silent"] = int(self.grouper.all_silent)
         message = (f"{snapshot.get('groups_complete', 0)} complete, {snapshot.get('groups_partial', 0)} "
                    f"partial groups, {snapshot.get('groups_dropped', 0)} dropped"
                    + (f"; missing: {missing}" if missing else ""))
@@ -255,29 +206,30 @@ class DecoderNode(WorkerNodeMixin, Node):
     # -- the worker ------------------------------------------------------------------------------
     def _decode(self, group: Group[CompressedLatent]) -> None:
         """Decode one instant's views jointly and publish each (runs on the worker thread)."""
-        views: list[tuple[int, CompressedLatent, bytes]] = []
+        views: list[tuple[int, CompressedLatent, CodedView]] = []
         for index in group.members:
             msg = group.items[index]
-            payload = bytes(msg.payload)
-            reason = self._check_message(msg, payload)
-            if reason is not None:
-                self._view_error(index, msg, *reason)
+            if msg.encoding not in conv.CHANNELS:
+                self._view_error(index, msg, "UnsupportedEncoding", str(conv.UnsupportedEncoding(msg.encoding)))
                 continue
-            views.append((index, msg, payload))
+            try:
+                views.append((index, msg, parse_latent(msg)))  # parsed and checked once
+            except PayloadError as error:
+                self._view_error(index, msg, error.reason, str(error))
         self.stats.count("groups_complete" if group.complete else "groups_partial")
         if not views:
             return
         start = time.perf_counter()
-        decoded = self.codec.decode_group([payload for _, _, payload in views], joint=self.joint)
+        decoded = self.codec.decode_group([view for _, _, view in views], joint=self.joint)
         decode_ms = 1e3 * (time.perf_counter() - start)
         if not self.context.ok():  # shutting down
             return
         self.stats.observe("decode_ms", decode_ms)
         self.stats.observe("decode_ms_per_view", decode_ms / len(views))
-        for row, (index, msg, payload) in enumerate(views):
+        for row, (index, msg, _) in enumerate(views):
             if row in decoded.errors:
                 error = decoded.errors[row]
-                self._view_error(index, msg, type(error).__name__, str(error))
+                self._view_error(index, msg, error.reason, str(error))
                 continue
             pixels = decoded.images[row]
             fields = conv.pixels_to_image(pixels, msg.encoding)
@@ -286,22 +238,9 @@ class DecoderNode(WorkerNodeMixin, Node):
             image.data = array.array("B", fields["data"])
             self.image_publishers[index].publish(image)
             self.stats.count("frames_out")
-            self.stats.coded(len(payload), fields["height"] * fields["width"], len(fields["data"]))
+            self.stats.coded(msg.payload_size, fields["height"] * fields["width"], len(fields["data"]))
             age = self.get_clock().now() - Time.from_msg(msg.header.stamp)
             self.stats.observe("latency_ms", age.nanoseconds / 1e6)
-
-    def _check_message(self, msg: CompressedLatent, payload: bytes) -> tuple[str, str] | None:
-        """Why a view cannot be decoded before running the network, or ``None``."""
-        if msg.encoding not in conv.CHANNELS:
-            return "UnsupportedEncoding", str(conv.UnsupportedEncoding(msg.encoding))
-        try:
-            header = container.read_header(payload)
-        except PayloadError as error:
-            return type(error).__name__, str(error)
-        if (header.height, header.width) != (msg.height, msg.width):
-            return "SizeMismatch", (f"message says {msg.width}x{msg.height}, its payload codes "
-                                    f"{header.width}x{header.height}")
-        return None
 
     def _view_error(self, index: int, msg: CompressedLatent, reason: str, text: str) -> None:
         """Count a dropped view and log it, at most once per camera and reason per error_log_period."""

@@ -35,20 +35,22 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from parahydra_ros.msg import CompressedLatent
 
+from ..codec import image_conversions as conv
 from ..codec.container import FORMAT_VERSION
-from . import image_conversions as conv
+from ..pipeline.parameters import ENCODER
+from ..sync.worker import DropOldestWorker
 from .diagnostics import NodeStats, RateLimiter, diagnostic_status
-from .parameters import ENCODER, declare_parameters, format_values
 from .qos import describe, qos_profile
 from .runtime import (
     NodeSetupError,
     WorkerNodeMixin,
+    declare_parameters,
+    format_values,
     load_codec,
     run_node,
     threads_per_worker,
     use_threads,
 )
-from .worker import DropOldestWorker
 
 NODE_PARAMETERS = ENCODER
 """This node's parameters: name → ``ParamSpec`` (default, type, description)."""

@@ -1,7 +1,9 @@
-"""``main()`` of every node: init, build, spin, and a clean exit on Ctrl-C, SIGTERM or a bad set-up."""
+"""What every node shares: ``main()`` (init, build, spin, a clean exit on Ctrl-C, SIGTERM or a bad
+set-up), its parameters declared from its table, the codec loaded, its worker threads."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import rclpy
 import rclpy.logging
@@ -9,6 +11,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from ..codec.errors import CheckpointError
+from ..pipeline.parameters import ParamSpec
 
 
 class NodeSetupError(ValueError):
@@ -85,3 +88,42 @@ class WorkerNodeMixin:
         if worker is not None:
             worker.stop()
         super().destroy_node()
+
+
+def declare_parameters(node: Any, table: Mapping[str, ParamSpec]) -> dict[str, Any]:
+    """Declare every parameter of ``table`` on an rclpy node; return their values.
+
+    Parameters not marked ``runtime`` are read-only once declared (they can still be
+    set at start-up, by ``--ros-args -p`` or a params file). An empty array default
+    is declared by type (a ``[]`` value would make rclpy infer a byte array) and
+    reads back as ``[]`` when nothing overrides it.
+    """
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.exceptions import ParameterUninitializedException
+    from rclpy.parameter import Parameter
+
+    values: dict[str, Any] = {}
+    for spec in table.values():
+        descriptor = ParameterDescriptor(
+            description=spec.description, read_only=not spec.runtime,
+            type=getattr(Parameter.Type, spec.type.upper()).value)
+        if spec.type == "string_array" and not spec.default:
+            node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor)
+        else:
+            node.declare_parameter(spec.name, spec.default, descriptor)
+        try:
+            value = node.get_parameter(spec.name).value
+        except ParameterUninitializedException:
+            value = list(spec.default)
+        values[spec.name] = spec.check(value, node.get_fully_qualified_name())
+    overrides = getattr(node, "_parameter_overrides", {})  # rclpy keeps no public list of them
+    unknown = sorted(name for name in overrides if not node.has_parameter(name))
+    if unknown:
+        node.get_logger().warning(f"ignoring parameter(s) this node does not have: {', '.join(unknown)} "
+                                  f"(known: {', '.join(table)})")
+    return values
+
+
+def format_values(values: Mapping[str, Any], names: Sequence[str] | None = None) -> str:
+    """``name=value`` pairs for one start-up log line."""
+    return ", ".join(f"{k}={values[k]!r}" for k in (names or values))

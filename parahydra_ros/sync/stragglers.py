@@ -5,8 +5,8 @@ stops, every other input's messages wait until they are trimmed. A
 ``PartialGroupCollector`` sees every message as it arrives and is told which
 ones the synchronizer fired. Those it forgets; any other message that has waited
 longer than ``deadline`` is given out by ``poll`` in a partial group. It also
-says when an input goes missing (nothing for longer than ``deadline``) and when
-it comes back, once each, so the node logs a missing camera once.
+says when an input goes missing and when it comes back, once each, so the node
+logs a missing camera once (``MissingInputs``).
 
 A partial group is built around the oldest expired message (its *anchor*): for
 every other input, the waiting message closest in stamp to the anchor joins if
@@ -39,8 +39,56 @@ class PollResult(Generic[T]):
     """What ``PartialGroupCollector.poll`` found: partial groups and input transitions."""
 
     groups: tuple[Group[T], ...]
-    went_missing: tuple[int, ...]  # inputs silent for longer than the deadline since the last poll
-    came_back: tuple[int, ...]  # inputs reported missing that have delivered again
+    went_missing: tuple[int, ...] = ()  # inputs silent for longer than the deadline while others deliver
+    came_back: tuple[int, ...] = ()  # inputs reported missing that have delivered again
+    all_fell_silent: bool = False  # every input just fell silent: one event, not N missing inputs
+
+
+class MissingInputs:
+    """Which inputs to report missing, and when back; times in seconds on one clock. Not thread-safe.
+
+    An input is missing when it has sent nothing for longer than ``deadline`` while
+    another input delivers. Before the first arrival nothing is reported (no clock
+    yet). When every input is silent (the robot paused, a replay ended) that is one
+    event, not N missing inputs; and when they resume, the clock of the others
+    restarts at the first one's arrival, so inputs that come back a little later are
+    not reported. A reported input is back as soon as it delivers again.
+    """
+
+    def __init__(self, num_inputs: int, deadline: float) -> None:
+        self.deadline = deadline
+        self._last: list[float | None] = [None] * num_inputs
+        self._start: float | None = None
+        self._resumed: float | None = None
+        self.all_silent = False
+        self.reported: dict[int, float] = {}  # input -> when it was reported missing
+
+    def seen(self, index: int, now: float) -> None:
+        """Input ``index`` delivered at ``now``."""
+        self._last[index] = now
+        if self._start is None:
+            self._start = now
+
+    def poll(self, now: float) -> tuple[list[int], list[int], bool]:
+        """(inputs gone missing, inputs back, whether every input just fell silent)."""
+        if self._start is None:
+            return [], [], False
+        newest = max(t for t in self._last if t is not None)
+        if now - newest > self.deadline:
+            started, self.all_silent = not self.all_silent, True
+            return [], [], started
+        if self.all_silent:
+            self.all_silent, self._resumed = False, newest
+        back = sorted(i for i, when in self.reported.items() if (self._last[i] or -1.0) > when)
+        for index in back:
+            del self.reported[index]
+        went = []
+        for index, last in enumerate(self._last):
+            since = max(t for t in (last, self._start, self._resumed) if t is not None)
+            if index not in self.reported and now - since > self.deadline:
+                self.reported[index] = now
+                went.append(index)
+        return went, back, False
 
 
 class PartialGroupCollector(Generic[T]):
@@ -50,7 +98,7 @@ class PartialGroupCollector(Generic[T]):
     input (beyond it the oldest stamp is dropped and counted in ``dropped``) and
     as many remembered stamps of delivered messages; keep ``capacity`` above the
     synchronizer's ``queue_size`` and above the messages one input sends within
-    ``deadline``. The missing-input clock starts at the first time it is given.
+    ``deadline``. Missing inputs are tracked by a ``MissingInputs`` with the same deadline.
     """
 
     def __init__(self, num_inputs: int, slop: float, deadline: float, capacity: int = 256) -> None:
@@ -66,10 +114,7 @@ class PartialGroupCollector(Generic[T]):
         self.capacity = capacity
         self._waiting: list[dict[int, tuple[float, T]]] = [{} for _ in range(num_inputs)]
         self._delivered: list[dict[int, None]] = [{} for _ in range(num_inputs)]  # ordered set
-        self._last_seen: list[float | None] = [None] * num_inputs
-        self._start: float | None = None
-        self._missing: set[int] = set()
-        self._came_back: set[int] = set()
+        self._inputs = MissingInputs(num_inputs, deadline)
         self._dropped = 0
         self._lock = threading.Lock()
 
@@ -83,19 +128,20 @@ class PartialGroupCollector(Generic[T]):
     def missing(self) -> frozenset[int]:
         """Inputs currently reported missing."""
         with self._lock:
-            return frozenset(self._missing)
+            return frozenset(self._inputs.reported)
+
+    @property
+    def all_silent(self) -> bool:
+        """Whether every input is silent now (as of the last ``poll``)."""
+        with self._lock:
+            return self._inputs.all_silent
 
     def add(self, index: int, stamp: int, arrival: float, item: T) -> None:
         """Record that input ``index`` delivered ``item`` stamped ``stamp`` (ns) at time ``arrival`` (s)."""
         if not 0 <= index < self.num_inputs:
             raise IndexError(f"input index {index} out of range for {self.num_inputs} inputs")
         with self._lock:
-            if self._start is None:
-                self._start = arrival
-            self._last_seen[index] = arrival
-            if index in self._missing:
-                self._missing.discard(index)
-                self._came_back.add(index)
+            self._inputs.seen(index, arrival)
             if stamp in self._delivered[index]:
                 return
             waiting = self._waiting[index]
@@ -133,8 +179,6 @@ class PartialGroupCollector(Generic[T]):
     def poll(self, now: float) -> PollResult[T]:
         """Give out the messages that waited longer than the deadline, and input transitions."""
         with self._lock:
-            if self._start is None:
-                self._start = now
             expired = sorted(
                 (stamp, index)
                 for index, waiting in enumerate(self._waiting)
@@ -145,15 +189,9 @@ class PartialGroupCollector(Generic[T]):
             for stamp, index in expired:
                 if stamp in self._waiting[index]:  # not taken by an earlier group
                     groups.append(self._take_group(index, stamp))
-            went_missing = []
-            for index, last in enumerate(self._last_seen):
-                silent_since = self._start if last is None else last
-                if index not in self._missing and now - silent_since > self.deadline:
-                    self._missing.add(index)
-                    went_missing.append(index)
-            came_back = tuple(sorted(self._came_back))
-            self._came_back.clear()
-        return PollResult(groups=tuple(groups), went_missing=tuple(went_missing), came_back=came_back)
+            went_missing, came_back, all_fell_silent = self._inputs.poll(now)
+        return PollResult(groups=tuple(groups), went_missing=tuple(went_missing), came_back=tuple(came_back),
+                          all_fell_silent=all_fell_silent)
 
     def _take_group(self, anchor_index: int, anchor_stamp: int) -> Group[T]:
         """Remove and return the partial group around one expired message (lock held)."""
