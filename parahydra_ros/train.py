@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from .codec.checkpoint import apply_state, load_checkpoint, save_checkpoint
 from .loss import RateDistortionLoss
+from .model.alignment import alignment_loss
 from .model.configs import ModelConfig, get_config
 from .model.parahydra import GAIN_PARAMETERS, ParaHydra, log_gains_at
 
@@ -47,6 +48,8 @@ class TrainSettings:
     # modules get gradients scaled by the gate, so with the base LR a closed gate barely
     # opens in a short multi-view fine-tuning; 1 keeps one parameter group.
     gate_lr_scale: float = 1.0
+    # Weight of the photometric alignment loss of OPAM (model.alignment); 0: off.
+    align_weight: float = 0.0
     clip: float = 1.0
     metric: str = "mse"
     val_every: int = 500
@@ -128,10 +131,16 @@ class Trainer:
         x, quality = x.to(self.device), quality.to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         self.aux_optimizer.zero_grad(set_to_none=True)
+        align = self.s.align_weight > 0 and x.shape[1] > 1
         with torch.autocast(self.device.type, enabled=self.s.amp and self.device.type == "cuda"):
-            output = self.net(x, quality)
+            output = self.net(x, quality, return_features=align)
         metrics = self.criterion(output, x, quality)
-        metrics["loss"].backward()
+        loss = metrics["loss"]
+        if align:
+            metrics["align"] = alignment_loss(self.model.decoder, output["features"], x,
+                                              self.data.true_pairs(x))
+            loss = loss + self.s.align_weight * metrics["align"]
+        loss.backward()
         if self.s.clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.s.clip)
         self.optimizer.step()
@@ -153,7 +162,8 @@ class Trainer:
         * ``val_partner_gain_q*`` / ``val_unrelated_gain_q*``: dB that the first view of each
           synthetic group gains over decoding it alone, from its true partners and from the
           views of another group in their place (the same ``ŷ``). A fusion that uses the other
-          cameras shows a partner gain well above an unrelated gain near zero.
+          cameras shows a partner gain well above an unrelated gain near zero;
+        * ``val_align``: the alignment loss of the synthetic groups (view 1 onto view 0).
         """
         self.model.eval()
         results: dict[str, float] = {}
@@ -173,6 +183,12 @@ class Trainer:
                     results[f"{prefix}_{key}_q{q}"] = value / len(samples)
             if len(groups) > 1 and groups[0].shape[1] > 1:
                 results.update({f"{k}_q{q}": v for k, v in self._side_view_control(groups, q).items()})
+        if groups and groups[0].shape[1] > 1:  # how well OPAM moves the partner image onto the main
+            middle = torch.full((1,), self.cfg.num_qualities // 2, device=self.device)
+            losses = [float(alignment_loss(self.model.decoder, self.model(x, middle, return_features=True)
+                                           ["features"], x, torch.ones(1, dtype=torch.bool)))
+                      for x in groups]
+            results["val_align"] = sum(losses) / len(losses)
         if photos:
             decoder = self.model.decoder
             psnrs = [_psnr(decoder(self.model.g_a(x.flatten(0, 1)).unsqueeze(1), joint=False), x)
@@ -312,7 +328,7 @@ def register(subparsers) -> None:
                    help="views per group, N or MIN-MAX (1 = single-view pretraining)")
     for name in ("steps", "batch_size", "crop", "val_every", "save_every", "seed"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
-    for name in ("lr", "aux_lr", "clip", "gate_lr_scale"):
+    for name in ("lr", "aux_lr", "clip", "gate_lr_scale", "align_weight"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     p.add_argument("--metric", choices=("mse", "ms-ssim"), default=defaults.metric)
     p.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
@@ -335,7 +351,8 @@ def cmd_train(args) -> None:
         config=args.config, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
         min_views=views[0], max_views=views[1], lr=args.lr, aux_lr=args.aux_lr, clip=args.clip,
         metric=args.metric, val_every=args.val_every, save_every=args.save_every, seed=args.seed,
-        amp=args.amp, device=args.device, gate_lr_scale=args.gate_lr_scale)
+        amp=args.amp, device=args.device, gate_lr_scale=args.gate_lr_scale,
+        align_weight=args.align_weight)
     switches = {k: v for k, v in (("jd_fusion", args.jd_fusion), ("entropy_model", args.entropy_model)) if v}
     if args.lambdas:
         switches["lambdas"] = tuple(float(v) for v in args.lambdas.split(","))
@@ -348,7 +365,7 @@ def cmd_train(args) -> None:
         trainer.resume(latest)
     elif args.init:
         trainer.load_weights(args.init)
-    trainer.run(command=shlex.join(["parahydra", *sys.argv[1:]]))
+    trainer.run(command=getattr(args, "command_line", None) or shlex.join(["parahydra", *sys.argv[1:]]))
 
 
 def main() -> int:
@@ -356,6 +373,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="parahydra-train")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["train", *sys.argv[1:]])
+    args.command_line = shlex.join(["parahydra", "train", *sys.argv[1:]])
     args.func(args)
     return 0
 

@@ -296,3 +296,43 @@ def test_para_jd_backward_reaches_opam():
                       opam.vpa.skm.select.weight, opam.vpa.to_k.weight):
             assert param.grad is not None and param.grad.abs().sum() > 0
     assert y.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("vpa_key", ["aligned", "propagated"])
+def test_opam_moves_extra_channels_with_the_same_maps(vpa_key):
+    torch.manual_seed(0)
+    opam = OPAM(CFG.N, CFG, vpa_key=vpa_key).eval()
+    main, side = torch.randn(2, CFG.N, 4, 6), torch.randn(2, CFG.N, 4, 6)
+    with torch.no_grad():
+        query, key = opam.query(main), opam.key(side)
+        aligned, consistency = opam.align(query, key, side)
+        aligned2, consistency2, moved = opam.align(query, key, side, extra=side[:, :3])
+    torch.testing.assert_close(aligned2, aligned)
+    torch.testing.assert_close(consistency2, consistency)
+    torch.testing.assert_close(moved, aligned[:, :3])  # the extra channels follow the same maps
+
+
+def test_alignment_loss_trains_only_the_aligners_and_learns_a_shift():
+    from parahydra_ros.model.alignment import alignment_loss
+
+    torch.manual_seed(0)
+    jd = ParaJD(CFG)
+    image = nn.functional.interpolate(torch.rand(2, 3, 8, 16), size=(64, 128), mode="bilinear")
+    x = torch.stack([image, image.roll(16, dims=-1)], dim=1)  # view 1: one latent column to the right
+    lift1, lift2 = nn.Conv2d(3, CFG.M, 1), nn.Conv2d(3, CFG.N, 1)
+    features = [lift1(nn.functional.avg_pool2d(x.flatten(0, 1), 16)).unflatten(0, (2, 2)).detach(),
+                lift2(nn.functional.avg_pool2d(x.flatten(0, 1), 4)).unflatten(0, (2, 2)).detach()]
+    pairs = torch.ones(2, dtype=torch.bool)
+    assert float(alignment_loss(jd, features, x, torch.zeros(2, dtype=torch.bool))) == 0.0
+    loss = alignment_loss(jd, features, x, pairs)
+    loss.backward()
+    grads = {name for name, p in jd.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert grads and all(".aligner." in name for name in grads)  # the codec's transforms are untouched
+    optimizer = torch.optim.Adam([p for n, p in jd.named_parameters() if ".aligner." in n], lr=3e-3)
+    first = float(loss)
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = alignment_loss(jd, features, x, pairs)
+        loss.backward()
+        optimizer.step()
+    assert float(loss) < 0.8 * first

@@ -96,6 +96,19 @@ class TrainingBatches:
             groups[swap, -1] = groups[donors, 0]
         return groups, quality
 
+    def true_pairs(self, x: Tensor) -> Tensor:
+        """``B`` booleans for a batch from :meth:`batch`: views 0 and 1 show the same scene.
+
+        The unrelated swap copies the next group's first view into the last slot, so only
+        two-view groups can lose their pair; such a copy marks them.
+        """
+        batch, views = x.shape[:2]
+        pairs = torch.ones(batch, dtype=torch.bool, device=x.device)
+        if self.unrelated_rate and views == 2 and batch > 1:
+            for b in range(batch):
+                pairs[b] = not torch.equal(x[b, 1], x[(b + 1) % batch, 0])
+        return pairs
+
     def validation(self) -> list[Tensor]:
         """Held-back groups (1×V×3×256×256), identical in every run."""
         return self._validation

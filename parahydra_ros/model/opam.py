@@ -174,8 +174,13 @@ class ParallaxAttention(nn.Module):
                _unfold_map(consistency, self.axis, height, width))
         return out + (side_to_main,) if return_map else out
 
-    def align(self, query: Tensor, key: Tensor, side: Tensor) -> tuple[Tensor, Tensor]:
-        return self.attend(query, key, side)
+    def align(self, query: Tensor, key: Tensor, side: Tensor, extra: Optional[Tensor] = None):
+        """``(aligned, consistency)``; with ``extra`` (``B x E x H x W``, e.g. the side image
+        at this resolution) also ``extra`` moved by the same attention map, third."""
+        if extra is None:
+            return self.attend(query, key, side)
+        aligned, consistency = self.attend(query, key, torch.cat([side, extra], dim=1))
+        return aligned[:, :side.shape[1]], consistency, aligned[:, side.shape[1]:]
 
     def pair_bytes(self, height: int, width: int) -> int:
         """Working memory of one (main, side) pair of one sample: score and softmax maps."""
@@ -262,22 +267,33 @@ class OPAM(nn.Module):
             return (q_h, self.vpa.fold_query(self.vpa.to_q(s))), (k_h, self.vpa.to_k(s))
         return (q_h, self.vpa.query(x)), k_h
 
-    def align(self, query, key, side: Tensor) -> tuple[Tensor, Tensor]:
+    def align(self, query, key, side: Tensor, extra: Optional[Tensor] = None):
+        """``(aligned, consistency)`` of one (main, side) pair from :meth:`query` and :meth:`key`.
+
+        With ``extra`` (``B x E x H x W``, e.g. the side image at this resolution), also
+        ``extra`` moved by the same two attention maps, third: what the alignment loss
+        (:mod:`~parahydra_ros.model.alignment`) compares with the main image.
+        """
+        channels = side.shape[1]
+        value = side if extra is None else torch.cat([side, extra], dim=1)
         q_h, q_v = query
         if self.hpa is None:
-            return self.vpa.attend(q_v, key, side)
-        if self.vpa is None:
-            return self.hpa.attend(q_h, key, side)
-        if self.propagate_key:
-            k_h, k_v = key
-            channels = side.shape[1]
-            both, consistency = self.hpa.attend(q_h, k_h, torch.cat([side, k_v], dim=1))
-            aligned, k_v = both[:, :channels], self.vpa.fold_key(both[:, channels:])
+            aligned, consistency = self.vpa.attend(q_v, key, value)
+        elif self.vpa is None:
+            aligned, consistency = self.hpa.attend(q_h, key, value)
         else:
-            aligned, consistency = self.hpa.attend(q_h, key, side)
-            k_v = self.vpa.key(aligned)
-        aligned, consistency_v = self.vpa.attend(q_v, k_v, aligned)
-        return aligned, consistency * consistency_v
+            if self.propagate_key:
+                k_h, k_v = key
+                both, consistency = self.hpa.attend(q_h, k_h, torch.cat([value, k_v], dim=1))
+                aligned, k_v = both[:, :value.shape[1]], self.vpa.fold_key(both[:, value.shape[1]:])
+            else:
+                aligned, consistency = self.hpa.attend(q_h, key, value)
+                k_v = self.vpa.key(aligned[:, :channels])
+            aligned, consistency_v = self.vpa.attend(q_v, k_v, aligned)
+            consistency = consistency * consistency_v
+        if extra is None:
+            return aligned, consistency
+        return aligned[:, :channels], consistency, aligned[:, channels:]
 
     def pair_bytes(self, height: int, width: int) -> int:
         stages = [s for s in (self.hpa, self.vpa) if s is not None]

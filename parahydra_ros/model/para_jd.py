@@ -89,14 +89,17 @@ class ParaJD(nn.Module):
         out = layers(x.flatten(0, 1).contiguous(memory_format=torch.channels_last))
         return out.view(batch, views, *out.shape[1:])
 
-    def forward(self, y_hat: Tensor, joint: bool = True) -> Tensor:
+    def forward(self, y_hat: Tensor, joint: bool = True, return_features: bool = False):
         """Decode ``y_hat`` (``B x V x M x h x w``) to unclamped ``x_hat`` (``B x V x 3 x 16h x 16w``).
 
-        ``joint=False`` decodes every view separately with the same weights (both
-        fusions skipped), for joint-versus-separate comparisons of one bitstream.
+        ``joint=False`` decodes every view without side views (each view alone, with the
+        same weights), for joint-versus-separate comparisons of one bitstream.
+        ``return_features=True`` also returns the inputs of the two fusions
+        (``[ŷ, Deconv_1(u)]``, each ``B x V x C x h x w``), for the alignment loss.
         """
         if y_hat.dim() != 5:
             raise ValueError(f"ParaJD expects B x V x M x h x w latents, got shape {tuple(y_hat.shape)}")
         u = self._fuse(0, y_hat, joint)
-        v = self._fuse(1, self._per_view(self.deconv1, u), joint)
-        return self._per_view(self.deconv2, v).contiguous()
+        level2 = self._per_view(self.deconv1, u)
+        x_hat = self._per_view(self.deconv2, self._fuse(1, level2, joint)).contiguous()
+        return (x_hat, [y_hat, level2]) if return_features else x_hat

@@ -81,7 +81,7 @@ class ParaHydra(CompressionModel):
         )
 
     # -- training ------------------------------------------------------------------------
-    def forward(self, x: Tensor, quality: Tensor) -> dict:
+    def forward(self, x: Tensor, quality: Tensor, return_features: bool = False) -> dict:
         """Training / estimation pass over groups of views.
 
         ``x``: B×V×3×H×W in [0, 1] (H, W multiples of 64); ``quality``: (B,) indexes.
@@ -89,6 +89,9 @@ class ParaHydra(CompressionModel):
         of every view (views folded into the batch).
         """
         y_hat, likelihoods = self.quantized_latents(x, quality)
+        if return_features:  # the fusions' inputs too, for the alignment loss
+            x_hat, features = self.decoder(y_hat, return_features=True)
+            return {"x_hat": x_hat, "likelihoods": likelihoods, "features": features}
         return {"x_hat": self.decoder(y_hat), "likelihoods": likelihoods}
 
     def quantized_latents(self, x: Tensor, quality: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
