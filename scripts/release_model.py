@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Ship a training run as the packaged default model, with its model card.
 
-    python scripts/release_model.py RUN_DIR [--pretrain EARLIER_RUN ...] [--eval-data ../shared/data]
+    python scripts/release_model.py RUN_DIR [--pretrain EARLIER_RUN_OR_CKPT ...] [--notes NOTES.md]
+                                    [--eval-data ../shared/data]
 
 Writes ``parahydra_ros/weights/parahydra_small.pt`` (float16 weights, config, quality
 levels, provenance; no optimiser state), evaluates it on the real multi-view sets of
-``--eval-data`` against the classical anchors (``parahydra eval``), plots the training
-curve, and writes ``parahydra_ros/weights/MODEL_CARD.md``.
+``--eval-data`` against every classical anchor, with the side-view control
+(``parahydra eval --control``; anchors cached under ``~/.cache/parahydra/anchor_rd``),
+plots the training curve, and writes ``parahydra_ros/weights/MODEL_CARD.md`` (the
+hand-written ``--notes``, e.g. the experiment table and status, go first).
 """
 from __future__ import annotations
 
@@ -21,12 +24,14 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO / "parahydra_ros" / "weights"
-#: Classical anchors of the card (AV1 and VVC sweeps take ~10x longer here; run
-#: ``parahydra eval`` for them).
-ANCHORS = ("jpeg", "webp", "avif", "hevc")
+#: Classical anchors of the card (AV1 and VVC take ~10x longer than the others; their
+#: results are cached per image, so a second release on the same images is quick).
+ANCHORS = ("jpeg", "webp", "avif", "hevc", "av1", "vvc")
+ANCHOR_CACHE = Path.home() / ".cache" / "parahydra" / "anchor_rd"
 EVAL_SETS = {  # name: (folder under --eval-data, views per group)
     "middlebury2005_06": ("middlebury2005_06", 2),
     "kermit (3 views)": ("bundler_kermit", 3),
+    "motorcycle": ("skimage_motorcycle", 2),
 }
 
 
@@ -51,6 +56,7 @@ def evaluate(eval_data: Path, out_dir: Path) -> dict[str, dict]:
         json_path = out_dir / f"eval_{folder}.json"
         subprocess.run([sys.executable, "-m", "parahydra_ros.cli", "eval", "--data", str(root),
                         "--max-views", str(views), "--json", str(json_path), "--anchors", *ANCHORS,
+                        "--anchor-cache", str(ANCHOR_CACHE), "--control",
                         "--plot", str(out_dir / f"rd_{folder}.png")], check=True)
         reports[label] = json.loads(json_path.read_text())
     return reports
@@ -88,10 +94,10 @@ def throughput_table(rows: list[dict]) -> list[str]:
 
 
 def card(info: dict, reports: dict, curve_rows: list[dict], stages: list[dict],
-         throughput: list[dict]) -> str:
+         throughput: list[dict], notes: str = "") -> str:
     identity = info["identity"]
     lines = [
-        f"# Model card: {identity.name}", "",
+        f"# Model card: {identity.name}", "", *([notes.rstrip(), ""] if notes else []),
         f"Weights `parahydra_small.pt`, hash `{identity.hash}`, config `{info['config']['name']}` "
         f"(N={info['config']['N']}, M={info['config']['M']}, {info['config']['slices']} slices), "
         f"{len(info['qualities'])} quality levels "
@@ -117,6 +123,21 @@ def card(info: dict, reports: dict, curve_rows: list[dict], stages: list[dict],
                      for q in range(len(info["qualities"]))]
             lines.append(f"| {row['step']} | {float(row['wall_s']) / 3600:.2f} | " + " | ".join(cells) + " |")
         lines.append("")
+        if last.get("val_photo_psnr_inf"):
+            top = len(info["qualities"]) - 1
+            lines += ["Held-back real photographs (one view) and the side-view control on the synthetic "
+                      "validation groups (dB gained over decoding alone, same ŷ):", "",
+                      f"| step | photo q0 bpp / dB | photo q{top} bpp / dB | photo PSNR unquantised | "
+                      f"partner gain q{top} | unrelated gain q{top} | alignment loss |", "|---|---|---|---|---|---|---|"]
+            for row in curve_rows:
+                if not row.get("val_photo_psnr_inf"):
+                    continue
+                lines.append(
+                    f"| {row['step']} | {float(row['val_photo_bpp_q0']):.3f} / {float(row['val_photo_psnr_q0']):.2f} | "
+                    f"{float(row[f'val_photo_bpp_q{top}']):.3f} / {float(row[f'val_photo_psnr_q{top}']):.2f} | "
+                    f"{float(row['val_photo_psnr_inf']):.2f} | {float(row[f'val_partner_gain_q{top}']):+.2f} | "
+                    f"{float(row[f'val_unrelated_gain_q{top}']):+.2f} | {row.get('val_align') or '-'} |")
+            lines.append("")
     if throughput:
         lines += throughput_table(throughput)
     lines += ["## Evaluation on real multi-view images (never used for training)", ""]
@@ -130,6 +151,15 @@ def card(info: dict, reports: dict, curve_rows: list[dict], stages: list[dict],
         for name, points in report["curves"].items():
             lines.append(f"| {name} | " + ", ".join(f"{p['bpp']:.3f} / {p['psnr']:.2f}" for p in points) + " |")
         lines.append("")
+        if report.get("control"):
+            lines += ["Side-view control (`parahydra eval --control`; PSNR of each view's same bitstream, dB):", "",
+                      "| quality | bpp | with partners | with another scene | with itself | alone | "
+                      "partner − unrelated | unrelated − alone | pass |", "|---|---|---|---|---|---|---|---|---|"]
+            for p in report["control"]:
+                lines.append(f"| {p['quality']} | {p['bpp']:.3f} | {p['partner']:.2f} | {p['unrelated']:.2f} | "
+                             f"{p['self']:.2f} | {p['alone']:.2f} | {p['partner_over_unrelated']:+.2f} | "
+                             f"{p['unrelated_over_alone']:+.2f} | {'yes' if p['passes'] else 'no'} |")
+            lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -139,7 +169,8 @@ def main() -> int:
     parser.add_argument("--name", default="parahydra-small")
     parser.add_argument("--eval-data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--pretrain", type=Path, nargs="*", default=[],
-                        help="the runs RUN descends from (--init), earliest first")
+                        help="the runs (folders) or checkpoints RUN descends from (--init), earliest first")
+    parser.add_argument("--notes", type=Path, help="hand-written Markdown put first in the card")
     parser.add_argument("--train-speed", type=Path, help="bench/train_speed.py's JSON for the card")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -148,9 +179,10 @@ def main() -> int:
     rows = plot_curve(args.run / "metrics.csv", WEIGHTS / "training_curve.png")
     from parahydra_ros.codec.checkpoint import load_checkpoint
 
-    stages = [load_checkpoint(run / "latest.pt")["metadata"] for run in args.pretrain]
+    stages = [load_checkpoint(run / "latest.pt" if run.is_dir() else run)["metadata"] for run in args.pretrain]
     throughput = json.loads(args.train_speed.read_text())["rows"] if args.train_speed else []
-    (WEIGHTS / "MODEL_CARD.md").write_text(card(info, reports, rows, stages, throughput))
+    notes = args.notes.read_text() if args.notes else ""
+    (WEIGHTS / "MODEL_CARD.md").write_text(card(info, reports, rows, stages, throughput, notes))
     print(f"wrote {WEIGHTS / 'MODEL_CARD.md'}")
     return 0
 

@@ -86,3 +86,18 @@ def test_rd_points_and_jpeg_rate_at_equal_psnr():
     assert points[1].bpp == pytest.approx(8 * num_bytes / pixels)
     middle = bpp_at_psnr(points, (points[0].psnr + points[1].psnr) / 2)
     assert points[0].bpp < middle < points[1].bpp
+
+
+def test_anchor_cache_returns_the_same_points_without_coding_again(tmp_path, monkeypatch):
+    images = [np.ascontiguousarray(astronaut()[:48, :64]), np.ascontiguousarray(astronaut()[100:148, 50:114])]
+    jpeg = ANCHORS["jpeg"]
+    first = anchor_rd_points(images, jpeg, qualities=[30, 70], cache=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 4  # one file per image and setting
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("coded again despite the cache")
+
+    monkeypatch.setattr(type(jpeg), "encode_decode", refuse)
+    assert anchor_rd_points(images, jpeg, qualities=[30, 70], cache=tmp_path) == first
+    with pytest.raises(AssertionError, match="coded again"):  # another image is not in the cache
+        anchor_rd_points([np.ascontiguousarray(astronaut()[200:248, :64])], jpeg, qualities=[30], cache=tmp_path)

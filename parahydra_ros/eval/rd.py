@@ -1,7 +1,10 @@
 """Rate-distortion points of a codec over a set of images, and the rate a curve needs for a PSNR."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -26,24 +29,50 @@ class RDPoint:
 
 
 def anchor_rd_points(
-    images: Sequence[np.ndarray], anchor: Anchor, qualities: Sequence[int] | None = None
+    images: Sequence[np.ndarray], anchor: Anchor, qualities: Sequence[int] | None = None,
+    cache: Path | None = None,
 ) -> list[RDPoint]:
-    """Code every ``HxWx3`` ``uint8`` RGB image at each quality (default: the anchor's sweep)."""
+    """Code every ``HxWx3`` ``uint8`` RGB image at each quality (default: the anchor's sweep).
+
+    With ``cache`` (a folder), each image's (bytes, PSNR, MS-SSIM) at each setting is kept
+    in a JSON file named by a hash of the image's pixels, the anchor's name and settings
+    and the quality, so evaluating another checkpoint on the same images does not code
+    them again. Delete the folder after upgrading an anchor's encoder.
+    """
     if not images:
         raise ValueError("anchor_rd_points needs at least one image")
     pixels = sum(image.shape[0] * image.shape[1] for image in images)
     points = []
     for quality in anchor.qualities if qualities is None else qualities:
-        coded = [anchor.encode_decode(image, quality) for image in images]
+        scores = [_anchor_scores(image, anchor, quality, cache) for image in images]
         points.append(
             RDPoint(
                 quality=quality,
-                bpp=8.0 * sum(c.num_bytes for c in coded) / pixels,
-                psnr=float(np.mean([psnr(image, c.decoded) for image, c in zip(images, coded)])),
-                ms_ssim=float(np.mean([ms_ssim(image, c.decoded) for image, c in zip(images, coded)])),
+                bpp=8.0 * sum(s[0] for s in scores) / pixels,
+                psnr=float(np.mean([s[1] for s in scores])),
+                ms_ssim=float(np.mean([s[2] for s in scores])),
             )
         )
     return points
+
+
+def _anchor_scores(image: np.ndarray, anchor: Anchor, quality: int, cache: Path | None
+                   ) -> tuple[int, float, float]:
+    """(coded bytes, PSNR, MS-SSIM) of one image at one anchor setting, cached when asked."""
+    path = None
+    if cache is not None:
+        key = hashlib.sha256(repr((anchor.name, sorted(vars(anchor).items()), quality,
+                                   image.shape, str(image.dtype))).encode())
+        key.update(np.ascontiguousarray(image).tobytes())
+        path = cache / f"{anchor.name}-{key.hexdigest()[:32]}.json"
+        if path.is_file():
+            return tuple(json.loads(path.read_text()))
+    coded = anchor.encode_decode(image, quality)
+    scores = (coded.num_bytes, psnr(image, coded.decoded), ms_ssim(image, coded.decoded))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(scores))
+    return scores
 
 
 def bpp_at_psnr(points: Sequence[RDPoint], target_psnr: float) -> float:

@@ -81,7 +81,7 @@ def plot_rd(curves: dict[str, list[RDPoint]], path: Path, title: str) -> None:
 
 
 def evaluate(codec, groups, anchors: list[str], reference: str,
-             compared: dict[str, Any] | None = None) -> dict[str, Any]:
+             compared: dict[str, Any] | None = None, anchor_cache: Path | None = None) -> dict[str, Any]:
     """Every curve and the BD table for ``groups`` (list of (name, views)); ``compared`` maps
     a label to another codec (an ablation variant or baseline) whose curves join the report."""
     from ..codec.image_conversions import as_rgb
@@ -99,7 +99,8 @@ def evaluate(codec, groups, anchors: list[str], reference: str,
         if not available:
             skipped[name] = available.reason
             continue
-        curves[name] = anchor_rd_points([as_rgb(image) for group in views for image in group], ANCHORS[name])
+        curves[name] = anchor_rd_points([as_rgb(image) for group in views for image in group], ANCHORS[name],
+                                        cache=anchor_cache)
     if reference not in curves:
         raise ValueError(f"reference anchor {reference!r} was not evaluated")
     return {
@@ -138,6 +139,9 @@ def register(subparsers) -> None:
     p.add_argument("--reference", default="jpeg", help="anchor of the BD numbers")
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--plot", type=Path, default=None)
+    p.add_argument("--anchor-cache", type=Path, default=None,
+                   help="folder keeping the classical anchors' results per image and setting, so a "
+                        "second checkpoint on the same images does not code them again")
     p.add_argument("--control", action="store_true",
                    help="also decode every view with its partners, with views of another scene, with "
                         "itself and alone (same bitstreams): is the joint gain side information?")
@@ -155,7 +159,7 @@ def cmd_eval(args) -> None:
         raise ValueError(f"--compare needs distinct file names other than parahydra.*: {args.compare}")
     groups = load_groups(args.data, args.layout, args.split, args.max_views, args.max_groups)
     anchors = list(dict.fromkeys([*args.anchors, args.reference]))
-    report, curves = evaluate(codec, groups, anchors, args.reference, compared)
+    report, curves = evaluate(codec, groups, anchors, args.reference, compared, args.anchor_cache)
     report["data"] = str(args.data)
     if args.control:
         from .control import side_view_control
