@@ -108,7 +108,8 @@ PLANS = {
         configs=("small", "paper"), sizes=((640, 480), (1920, 1080)), views=(2, 3, 6),
         fixtures=(("vga", 3, 640, 480, False, "default"), ("mono", 2, 330, 250, True, "highest"),
                   ("single", 1, 400, 300, False, "lowest")),
-        train_crop=128, train_stages=(0, 1, 2), train_batch=None, train_warmup_steps=2, train_timed_steps=8, train_max_steps=None, train_validate=True),
+        train_crop=128, train_stages=(0, 1, 2), train_batch=None, train_warmup_steps=2, train_timed_steps=8,
+        train_max_steps=None, train_validate=True),
     # The CPU rehearsal: every code path of the full plan, as little work as that allows.
     "tiny": Plan(
         configs=("tiny",), sizes=((128, 64),), views=(2, 3),
@@ -297,8 +298,8 @@ def cmd_prepare(args) -> int:
             raise SystemExit(f"{folder} exists and was not made by bench/gpu.py prepare: not touching it")
     folder.mkdir(parents=True)
     plan = plan_for(args.config.split(","))
-    manifest: dict = {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "plan": "tiny" if plan is PLANS["tiny"] else "full",
-                      "git": _git_state()}
+    manifest: dict = {"created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                      "plan": "tiny" if plan is PLANS["tiny"] else "full", "git": _git_state()}
 
     # The model whose payloads are carried: the packaged one (it travels in the repository),
     # a named checkpoint (copied), or for the rehearsal a tiny model with random weights.
@@ -552,6 +553,10 @@ def _preload(prepared: Path) -> None:
             textures.bundled_photo_paths = lambda: carried
             log(f"{error}; using the copies in {prepared / 'skimage_photos'}")
         textures.TextureBank.default()  # the synthetic rig's photographs, loaded once for every step
+        from parahydra_ros.model.configs import get_config
+        from parahydra_ros.model.parahydra import ParaHydra
+
+        ParaHydra(get_config("tiny"))  # whatever building a model imports lazily, imported here
     except Exception as error:  # every step will report it in its JSON
         log(f"importing the codec failed: {type(error).__name__}: {error}")
     log(f"imports: {time.time() - started:.1f} s")
@@ -1084,8 +1089,9 @@ def _train_until(trainer, command: str, out: StepOutput, result: dict, args, pla
                 row = {"step": trainer.step, "elapsed_s": round(time.time() - start, 1),
                        **{k: v / window for k, v in totals.items()}}
                 result["rows"].append(row)
+                rate = (trainer.step - first_step) / (time.perf_counter() - loop_start)
                 log(f"training step {trainer.step}: loss {row['loss']:.3f} bpp {row['bpp']:.3f} "
-                    f"PSNR {row['psnr']:.2f} ({(trainer.step - first_step) / (time.perf_counter() - loop_start):.1f} steps/s)")
+                    f"PSNR {row['psnr']:.2f} ({rate:.1f} steps/s)")
                 totals = dict.fromkeys(totals, 0.0)
                 window, last_row = 0, time.time()
                 out.write(result)

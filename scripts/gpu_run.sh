@@ -11,16 +11,25 @@ export OUT=${OUT:-out/gpu}
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 
-# The machine's own PyTorch stays; what it lacks comes from the carried wheels.
-if ! "$python" -c "import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, ('compressai', 'pytorch_msssim', 'rosbags'))))" 2>/dev/null; then
+# The machine's own PyTorch stays; what it lacks comes from the carried wheels, when they
+# are built for this Python (the CPU rehearsal here uses the venv's packages instead).
+wheels=${GPU_WHEELS:-.whl}
+if "$python" -c "import glob, sys; sys.exit(not glob.glob('$wheels/*-cp%d%d-*.whl' % sys.version_info[:2]))"; then
   site=${TMPDIR:-/tmp}/parahydra-site
   if ! "$python" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-       --target "$site" "${GPU_WHEELS:-.whl}"/*.whl; then
-    echo "cannot install the carried wheels from .whl/ (run scripts/gpu_prepare.sh here first)" | tee "$OUT/log.txt"
+       --target "$site" "$wheels"/*.whl; then
+    echo "cannot install the carried wheels of $wheels" | tee "$OUT/log.txt"
     exit 2
   fi
   export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+elif [ ! -d "$wheels" ]; then
+  echo "no $wheels/: without compressai's wheels this machine cannot import the codec (scripts/gpu_prepare.sh)"
 fi
 
+# The entropy path switches deterministic algorithms on process-wide while it runs (see
+# model/determinism.py); a CUDA matmul of another thread at that moment needs this set.
+export CUBLAS_WORKSPACE_CONFIG=${CUBLAS_WORKSPACE_CONFIG:-:4096:8}
 "$python" bench/gpu.py run --out "$OUT" "$@" 2>&1 | tee "$OUT/log.txt"
-exit "${PIPESTATUS[0]}"
+status=${PIPESTATUS[0]}
+rm -f "$OUT"/.*.tmp "$OUT"/*.tmp  # a write cut off by a kill: at most 8 files come back
+exit "$status"

@@ -64,7 +64,8 @@ def test_gpu_run_rehearsal_on_cpu(tmp_path, capsys):
         assert len(encoded["payloads_b64"]) == len(encoded["cpu_decode_sha256"]) == group["views"]
 
     speed = json.loads((out / "speed.json").read_text())
-    assert [(r["config"], r["size"], r["views"]) for r in speed["rows"]] == [("tiny", "128x64", 2), ("tiny", "128x64", 3)]
+    assert [(r["config"], r["size"], r["views"]) for r in speed["rows"]] == [
+        ("tiny", "128x64", 2), ("tiny", "128x64", 3)]
     for row in speed["rows"]:
         assert row["encode_s"] > 0 and row["decode_s_fp32"] > 0 and row["synthesis_s_fp32"] > 0
         assert row["decode_peak_mb_fp32"] > 0 and row["bytes_per_view"] > 0
