@@ -1044,7 +1044,8 @@ def _train_until(trainer, command: str, out: StepOutput, result: dict, args, pla
                   data=trainer.data.describe(), rows=[])
     start = time.time()
     validation_s = time.perf_counter()
-    if plan.train_validate:
+    validate = plan.train_validate and out.left() > 120  # else the minutes go to training
+    if validate:
         result["validation_before"] = trainer.validate()
     validation_s = time.perf_counter() - validation_s
     log(f"training {trainer.name}: validation of the init weights took {validation_s:.1f} s")
@@ -1107,7 +1108,7 @@ def _train_until(trainer, command: str, out: StepOutput, result: dict, args, pla
                   groups_per_s=steps * trainer.s.batch_size / loop_s if loop_s else None,
                   data_wait_fraction=wait_s / loop_s if loop_s else None)
     if "diverged_at_step" not in result:
-        if plan.train_validate:
+        if validate:
             result["validation_after"] = trainer.validate()
         save("end")
     name = result.get("checkpoint", {}).get("file", checkpoint.name)
