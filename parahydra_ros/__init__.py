@@ -1,7 +1,8 @@
 """ParaHydra for ROS 2: distributed multi-view image compression for multi-camera robots.
 
-The codec core (``model``, ``codec``, ``data``, ``eval``) never imports ROS; the
-ROS 2 layer lives in ``ros``. The generated ``parahydra_ros.msg`` module is
+Folders are layers (``model`` < ``codec`` < ``sync`` < ``pipeline``/``bagtools`` < ``data`` <
+``ros``/``eval`` < the tools; ``scripts/import_graph.py``): only ``ros`` (and ``demo``, which
+runs the ROS pipeline) imports ROS. The generated ``parahydra_ros.msg`` module is
 installed beside these sources by the CMake/rosidl build.
 """
 from pkgutil import extend_path

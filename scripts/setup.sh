@@ -63,6 +63,12 @@ for source in "$repo"/parahydra_ros/*; do
   rm -rf "$target"
   ln -s "$source" "$target"
 done
+# Links to modules this checkout no longer has (moved or removed) go too.
+for target in "$site"/parahydra_ros/*; do
+  if [ -L "$target" ] && [ ! -e "$target" ]; then
+    case "$(readlink "$target")" in "$repo"/parahydra_ros/*) rm -f "$target" ;; esac
+  fi
+done
 
 cat > "$venv/env.sh" <<ENV
 # Written by scripts/setup.sh: source it to use parahydra_ros from this checkout.

@@ -52,14 +52,7 @@ from ..sync import CameraGrouper, Group, SyncSettings
 from ..sync.worker import DropOldestWorker
 from .diagnostics import NodeStats, RateLimiter, diagnostic_status
 from .qos import describe, qos_profile
-from .runtime import (
-    NodeSetupError,
-    WorkerNodeMixin,
-    declare_parameters,
-    format_values,
-    load_codec,
-    run_node,
-)
+from .runtime import NodeSetupError, WorkerNodeMixin, declare_parameters, format_values, load_codec, run_node
 from .sync import subscribe_grouped
 
 NODE_PARAMETERS = DECODER
