@@ -336,3 +336,27 @@ def test_alignment_loss_trains_only_the_aligners_and_learns_a_shift():
         loss.backward()
         optimizer.step()
     assert float(loss) < 0.8 * first
+
+
+def test_opam_correlation_term_finds_a_disparity_before_training():
+    """The raw-feature cosine in the scores (cfg.opam_correlation) aligns an untrained
+    attention; the learnt projections alone do not."""
+    torch.manual_seed(0)
+    main = torch.randn(1, CFG.N, 4, 24)
+    side = main.roll(-3, dims=-1)  # the side holds main column i at column i - 3
+    hits = {}
+    for correlation in (False, True):
+        torch.manual_seed(1)
+        hpa = ParallaxAttention(CFG.N, CFG, "h", correlation=correlation).eval()
+        with torch.no_grad():
+            _, _, attention = hpa(main, side, return_map=True)
+        peaks = attention[0].argmax(-1)[:, 3:]  # rows x columns with a match inside the side
+        hits[correlation] = float((peaks == torch.arange(24)[3:] - 3).float().mean())
+    assert hits[True] > 0.9 and hits[False] < 0.5
+
+
+def test_para_jd_uses_the_correlation_term_only_when_configured():
+    assert ParaJD(CFG).fusion1.aligner.hpa.log_correlation_gain is None
+    jd = ParaJD(CFG.with_(opam_correlation=True))
+    assert jd.fusion1.aligner.hpa.log_correlation_gain is not None
+    assert jd.fusion2.aligner.vpa.log_correlation_gain is not None

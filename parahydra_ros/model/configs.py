@@ -38,6 +38,9 @@ class ModelConfig:
     # "aligned" runs the SKM on A^h (the spec), "propagated" moves the side's own
     # SKM key through the horizontal attention map (19 % fewer decoder FLOPs).
     opam_vpa_key: str = "aligned"
+    # Para-JD's OPAMs add τ·cos(X_m, X_s) of the raw features to their scores (opam.py).
+    # Off for checkpoints written before it existed, on in the small and paper presets.
+    opam_correlation: bool = False
     # Rate points: one gain vector per quality on y and z (Cui et al. 2021).
     # ``lambdas`` multiply the MSE of [0, 1] images (LDMIC convention).
     lambdas: tuple[float, ...] = (128.0, 384.0, 1152.0, 3456.0)
@@ -83,7 +86,7 @@ class ModelConfig:
 
 
 PRESETS: dict[str, ModelConfig] = {
-    "paper": ModelConfig(name="paper", N=192, M=192),
+    "paper": ModelConfig(name="paper", N=192, M=192, opam_correlation=True),
     # CPU-sized (model-spec §8 with N=48 instead of 64, 4 slices of 32 channels, grouped
     # SKM convolutions and the propagated VPA key). The joint decoder of the spec's N=64
     # needs ~100 GFLOP for three VGA views, 2.4 s on this 2-core machine. Para-EM runs
@@ -95,6 +98,7 @@ PRESETS: dict[str, ModelConfig] = {
         name="small", N=48, M=128, slices=4, local_window=3,
         ep_hidden=(160, 128, 64), channel_ctx_hidden=(64, 48),
         lrp_hidden=(64, 48), sk_reduction=8, sk_min=16, sk_groups=4, opam_vpa_key="propagated",
+        opam_correlation=True,
     ),
     "tiny": ModelConfig(
         name="tiny", N=32, M=64, ep_hidden=(64, 48, 32), channel_ctx_hidden=(32, 16),

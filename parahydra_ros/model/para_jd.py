@@ -53,7 +53,7 @@ def _fusion(channels: int, cfg: ModelConfig) -> Optional[nn.Module]:
         return None
     if cfg.jd_fusion == "ldmic":
         return MultiJCT(channels, heads=2)
-    return PMIFM(channels, cfg, attention=_PMIFM_ATTENTION[cfg.jd_fusion])
+    return PMIFM(channels, cfg, attention=_PMIFM_ATTENTION[cfg.jd_fusion], correlation=cfg.opam_correlation)
 
 
 class ParaJD(nn.Module):

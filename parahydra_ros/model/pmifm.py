@@ -147,6 +147,9 @@ class PMIFM(nn.Module):
             (LDMIC's EfficientAttention; uniform weights).
         vpa_key: OPAM's VPA key, ``"aligned"`` (the spec) or ``"propagated"``
             (cheaper; see :class:`~parahydra_ros.model.opam.OPAM`).
+        correlation: add the raw features' cosine to the attention scores
+            (:class:`~parahydra_ros.model.opam.ParallaxAttention`; Para-JD's fusions
+            when ``cfg.opam_correlation``).
 
     Attributes:
         pair_budget_bytes: working memory allowed for the pairs evaluated at once
@@ -156,18 +159,18 @@ class PMIFM(nn.Module):
     """
 
     def __init__(self, channels: int, cfg: ModelConfig, attention: str = "opam",
-                 vpa_key: Optional[str] = None):
+                 vpa_key: Optional[str] = None, correlation: bool = False):
         super().__init__()
         if attention not in PMIFM_ATTENTIONS:
             raise ValueError(f"PMIFM attention {attention!r} not in {PMIFM_ATTENTIONS}")
         self.channels = channels
         self.attention = attention
         if attention == "attn2d":
-            self.aligner = ParallaxAttention2D(channels, cfg)
+            self.aligner = ParallaxAttention2D(channels, cfg, correlation=correlation)
         elif attention == "jct":
             self.aligner = _JCTAligner(channels)
         else:
-            self.aligner = OPAM(channels, cfg, mode=attention, vpa_key=vpa_key)
+            self.aligner = OPAM(channels, cfg, mode=attention, vpa_key=vpa_key, correlation=correlation)
         self.fusion = nn.Sequential(ResidualBlock(2 * channels, channels),
                                     ResidualBlock(channels, channels))
         self.pair_budget_bytes = 256 << 20
