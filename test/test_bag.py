@@ -11,7 +11,12 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import os
+import re
+import signal
 import sqlite3
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -577,3 +582,112 @@ def test_benchmark_runs_end_to_end(tmp_path, checkpoint):
                        "ParaHydra", "JPEG @ equal PSNR"]
     parahydra = result["rows"][4]
     assert result["frames"] == 9 and 0 < parahydra["ratio"] < 0.5 and parahydra["encode_fps"] > 0
+
+
+# -- issue 14: bags lose nothing ---------------------------------------------------------------
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_leftover_staging_of_a_killed_run_is_removed_and_named(tmp_path, codec):
+    """A run killed with SIGKILL leaves ``OUT.partial-<pid>/``; the next run removes it, in one line,
+    and leaves alone the staging folder of a process that is still running."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    build_bag(source, instants=1)
+    dead = tmp_path / f"out.partial-{_dead_pid()}"
+    (dead / "out").mkdir(parents=True)
+    (dead / "out" / "out.mcap").write_bytes(b"\x89MCAP0\r\nhalf a bag")
+    alive = tmp_path / f"out.partial-{os.getppid()}"
+    alive.mkdir()
+    other = tmp_path / f"other.partial-{_dead_pid()}"  # another output's: not ours to remove
+    other.mkdir()
+    lines = []
+    summary = compress_bag(source, out, CAMERAS[:1], codec, 0, notice=lines.append)
+    assert not dead.exists() and alive.exists() and other.exists()
+    assert len(lines) == 1 and str(dead) in lines[0] and "removed" in lines[0]
+    assert summary.notes == lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in", "out", alive.name, other.name])
+
+
+def test_killed_compress_leftover_is_cleaned_by_the_next_run(tmp_path, codec, checkpoint):
+    """The real thing: ``parahydra bag compress`` SIGKILLed while it writes, then run again."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    build_bag(source, instants=INSTANTS)
+    script = ("import sys, os, signal\n"
+              "from parahydra_ros.bagtools import writing\n"
+              "write = writing.OutputBag.write\n"
+              "def killing(self, *a):\n"
+              "    write(self, *a)\n"
+              "    os.kill(os.getpid(), signal.SIGKILL)\n"
+              "writing.OutputBag.write = killing\n"
+              "from parahydra_ros.cli import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    done = subprocess.run([sys.executable, "-c", script, "bag", "compress", str(source), str(out), "--cameras",
+                           CAMERAS[0], "--model", str(checkpoint), "--no-progress"], capture_output=True, timeout=900)
+    assert done.returncode == -signal.SIGKILL
+    (leftover,) = tmp_path.glob("out.partial-*")
+    lines = []
+    compress_bag(source, out, CAMERAS[:1], codec, 0, notice=lines.append)
+    assert not leftover.exists() and len(lines) == 1 and str(leftover) in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
+
+
+def test_keep_bad_frames_copies_them_unchanged_and_reports_them(tmp_path, codec):
+    source, out, restored = tmp_path / "in", tmp_path / "out", tmp_path / "restored"
+    build_bag(source, instants=3, bad={(1, 1): _short_data, (0, 2): _truncated_cdr})
+    bad = {topic: messages for topic, messages in read_bag(source).items()}
+    bad_cam1, bad_cam0 = bad["/cam1/image_raw"][1], bad["/cam0/image_raw"][2]
+    with pytest.raises(FrameError, match=r"/cam1/image_raw message 1"):  # the default: refuse, name the first
+        compress_bag(source, out, CAMERAS, codec, 0)
+    assert not out.exists()
+    summary = compress_bag(source, out, CAMERAS, codec, 0, keep_bad_frames=True)
+    written = read_bag(out)
+    assert written["/cam1/image_raw"] == [bad_cam1] and written["/cam0/image_raw"] == [bad_cam0]
+    assert len(written[latent_topic("/cam1/image_raw")]) == 2 and len(written[latent_topic("/cam0/image_raw")]) == 3
+    assert len(summary.bad_frames) == 2
+    assert summary.topics["/cam1/image_raw"].kept_bad == 1 and summary.topics["/cam0/image_raw"].kept_bad == 1
+    text = format_summary(summary)
+    assert "2 malformed frame(s) copied unchanged" in text
+    assert re.search(r"/cam1/image_raw message 1 \(bag message \d+\): cannot convert the image", text)
+    assert re.search(r"/cam0/image_raw message 2 \(bag message \d+\): cannot deserialize", text)
+    # decompress puts them back beside the restored images, in log-time order
+    decompress_bag(out, restored, codec)
+    back = read_bag(restored)
+    assert len(back["/cam1/image_raw"]) == 3 and bad_cam1 in back["/cam1/image_raw"]
+    assert len(back["/cam0/image_raw"]) == 4 and bad_cam0 in back["/cam0/image_raw"]
+
+
+def test_output_mcap_is_chunk_compressed_and_read_back_by_rosbags(tmp_path, codec):
+    source, out = tmp_path / "in", tmp_path / "out"
+    build_bag(source, instants=3)
+    summary = compress_bag(source, out, CAMERAS[:2], codec, 0)
+    with Reader(out) as reader:
+        chunks = reader.storage.storages[0].chunks
+        assert chunks and {c.compression for c in chunks} == {"zstd"}
+    written, original = read_bag(out), read_bag(source)
+    for topic in OTHER + CAMERAS[2:]:
+        assert written[topic] == original[topic]
+    imu = summary.topics["/imu"]
+    assert imu.bytes_zstd is not None and 0 < imu.bytes_zstd < imu.bytes_out / 2
+    assert all(t.bytes_zstd for t in summary.topics.values())
+    text = format_summary(summary)
+    assert "zstd" in text.splitlines()[0] and "≈ its size on disk" in text
+    plain = compress_bag(source, tmp_path / "plain", CAMERAS[:2], codec, 0, storage="sqlite3")
+    assert all(t.bytes_zstd is None for t in plain.topics.values())
+
+
+def _long_data(ts, msgtype, msg):
+    msg.data = np.concatenate([msg.data, np.full(77, 9, np.uint8)])  # legal: data longer than height × step
+    return bytes(ts.serialize_cdr(msg, msgtype))
+
+
+def test_image_data_longer_than_height_times_step_is_accepted_and_counted(tmp_path, codec):
+    source, out = tmp_path / "in", tmp_path / "out"
+    build_bag(source, instants=3, bad={(0, 1): _long_data, (3, 2): _long_data})
+    summary = compress_bag(source, out, CAMERAS, codec, 0)
+    assert summary.topics["/cam0/image_raw"].long_data == 1 and summary.topics["/mono/image_raw"].long_data == 1
+    assert summary.topics["/cam1/image_raw"].long_data == 0 and summary.long_data == 2
+    assert "/cam0/image_raw: 1 image(s) with data longer than height × step" in format_summary(summary)
+    assert len(read_bag(out)[latent_topic("/cam0/image_raw")]) == 4  # 3 instants and the extra frame

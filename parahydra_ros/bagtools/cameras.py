@@ -33,6 +33,7 @@ class CameraFrame:
     header: Any  # std_msgs/Header of the camera message
     pixels: np.ndarray  # uint8 H×W×3 RGB, or H×W mono
     encoding: str  # the sensor_msgs/Image encoding to restore
+    extra_bytes: int = 0  # an Image's data beyond height × step (legal, ignored)
 
     @property
     def stamp_ns(self) -> int:
@@ -54,7 +55,10 @@ def read_camera_frame(bag: InputBag, factory: m.MessageFactory, msg: BagMessage)
         pixels, encoding = m.camera_pixels(camera_msg, msgtype)
     except ValueError as error:  # UnsupportedEncoding, MalformedImage
         raise fail("cannot convert the image", error) from error
-    return CameraFrame(msg, camera_msg.header, pixels, encoding)
+    extra = 0
+    if msgtype == m.IMAGE:
+        extra = max(0, len(camera_msg.data) - int(camera_msg.height) * int(camera_msg.step))
+    return CameraFrame(msg, camera_msg.header, pixels, encoding, extra)
 
 
 def camera_groups(path: Path | str, topics: Sequence[str],

@@ -10,12 +10,15 @@ alone, so none is lost. Each ``Image`` keeps
 the latent's header (stamp, frame_id), size and encoding, and the log time of
 the latent message (which ``compress`` kept from the camera message); it is
 written on the topic :func:`~parahydra_ros.bagtools.topics.restored_topic` names.
+That topic may already hold ``sensor_msgs/Image`` messages when it is the latent's own
+source camera: the frames ``compress --keep-bad-frames`` kept unchanged; they are copied
+and land beside the restored images, in log-time order.
 """
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +33,8 @@ from . import messages as m
 from .errors import FrameError, TopicError
 from .reading import BagMessage, InputBag, disk_size, open_bag
 from .summary import Progress, Summary
-from .topics import restored_topic
-from .writing import OutputBag, atomic_output, check_output
+from .topics import SUFFIX, restored_topic
+from .writing import OutputBag, atomic_output, check_output, stderr_notice
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,10 @@ class _Latent:
 
 def decompress_bag(source: Path | str, output: Path | str, codec: ParaHydraCodec, *,
                    sync: SyncSettings = SyncSettings(), storage: str | None = None, force: bool = False,
-                   joint: bool = True, progress: bool = False) -> Summary:
-    """Write ``output``: ``source`` with every latent topic decoded back to images."""
+                   joint: bool = True, progress: bool = False,
+                   notice: Callable[[str], None] = stderr_notice) -> Summary:
+    """Write ``output``: ``source`` with every latent topic decoded back to images (``notice``: as
+    :func:`~parahydra_ros.bagtools.compress.compress_bag`'s)."""
     source, output = Path(source), Path(output)
     check_output(source, output, force)
     start = time.perf_counter()
@@ -53,7 +58,13 @@ def decompress_bag(source: Path | str, output: Path | str, codec: ParaHydraCodec
         factory = m.MessageFactory(m.make_typestore(bag.definition(m.LATENT)))
         summary = Summary("decompress", source, output)
         storage = storage or ("mcap" if bag.storage == "rosbag1" else bag.storage)
-        with atomic_output(source, output, force) as target, OutputBag(target, storage, factory.typestore) as out:
+
+        def note(line: str) -> None:
+            summary.notes.append(line)
+            notice(line)
+
+        with atomic_output(source, output, force, note) as target, \
+                OutputBag(target, storage, factory.typestore) as out:
             for key, value in bag.custom_data.items():
                 out.set_custom_data(key, value)
             routes = {c.id: out.add_connection(targets[c.topic], m.IMAGE, like=c) if c.topic in targets
@@ -68,6 +79,7 @@ def decompress_bag(source: Path | str, output: Path | str, codec: ParaHydraCodec
                     _decode(bag, out, routes, factory, codec, group.items, joint, targets, summary, bar)
             if summary.frames != sum(read.values()):  # grouping loses nothing; never write a bag that did
                 raise AssertionError(f"{summary.frames} images written for {sum(read.values())} latent messages")
+            summary.set_compressed_sizes(out.compressed_sizes())
         summary.seconds = time.perf_counter() - start
         summary.disk_in, summary.disk_out = disk_size(source), disk_size(output)
     return summary
@@ -82,7 +94,9 @@ def _targets(bag: InputBag) -> dict[str, str]:
     others = set(topics) - set(latents)
     targets = {t: restored_topic(t, others) for t in latents}
     for latent, image in targets.items():
-        if image in others:
+        kept = (latent.endswith(SUFFIX) and image == latent[: -len(SUFFIX)] and image in topics
+                and topics[image].msgtype == m.IMAGE)  # its camera's frames kept by --keep-bad-frames
+        if image in others and not kept:
             raise TopicError(f"{bag.path}: {latent} restores {image}, which is already a topic of the bag")
         clash = [t for t in latents if t != latent and targets[t] == image]
         if clash:

@@ -1,4 +1,11 @@
-"""What a run did, topic by topic: messages, bytes before and after, ratio, PSNR; and its progress bar."""
+"""What a run did, topic by topic: messages, bytes before and after, ratio, PSNR; and its progress bar.
+
+``after`` is serialized message bytes; ``zstd`` (MCAP output, whose chunks are
+zstd-compressed) is what the topic's messages compress to with the chunks' zstd, i.e.
+about what the topic costs on disk. Frames kept unchanged (``--keep-bad-frames``) and
+images whose data is longer than ``height × step`` (legal: the extra bytes are ignored)
+are counted per topic and listed below the table.
+"""
 from __future__ import annotations
 
 import math
@@ -22,6 +29,9 @@ class TopicSummary:
     bytes_out: int = 0
     psnr_sum: float = 0.0
     psnr_count: int = 0
+    bytes_zstd: int | None = None  # the output topic's messages compressed with the chunks' zstd
+    kept_bad: int = 0  # malformed camera messages copied unchanged (``keep_bad_frames``)
+    long_data: int = 0  # images whose data is longer than height × step (extra bytes ignored)
 
     def add(self, bytes_in: int, bytes_out: int) -> None:
         self.messages += 1
@@ -56,11 +66,23 @@ class Summary:
     seconds: float = 0.0
     disk_in: int = 0
     disk_out: int = 0
+    bad_frames: list[str] = field(default_factory=list)  # why each kept bad frame could not be coded
+    notes: list[str] = field(default_factory=list)  # what the run said on the way (leftovers removed, …)
 
     def topic(self, topic: str, msgtype: str, out_topic: str, out_msgtype: str) -> TopicSummary:
         if topic not in self.topics:
             self.topics[topic] = TopicSummary(topic, msgtype, out_topic, out_msgtype)
         return self.topics[topic]
+
+    def set_compressed_sizes(self, sizes: dict[str, int]) -> None:
+        """``OutputBag.compressed_sizes()``, keyed by output topic."""
+        for t in self.topics.values():
+            if t.out_topic in sizes:
+                t.bytes_zstd = sizes[t.out_topic]
+
+    @property
+    def long_data(self) -> int:
+        return sum(t.long_data for t in self.topics.values())
 
     @property
     def frames_per_second(self) -> float:
@@ -92,12 +114,15 @@ def human_bytes(count: float) -> str:
 def format_summary(summary: Summary) -> str:
     """A table of the topics (by name), then the totals."""
     verified = summary.mean_psnr is not None
-    rows = [("topic", "→ output topic", "msgs", "before", "after", "ratio") + (("PSNR dB",) if verified else ())]
+    zstd = any(t.bytes_zstd is not None for t in summary.topics.values())
+    rows = [("topic", "→ output topic", "msgs", "before", "after", "ratio") + (("zstd",) if zstd else ())
+            + (("PSNR dB",) if verified else ())]
     for t in sorted(summary.topics.values(), key=lambda t: t.topic):
         out = t.out_topic if t.out_topic != t.topic else "(copied)"
+        packed = (human_bytes(t.bytes_zstd) if t.bytes_zstd is not None else "-",) if zstd else ()
         psnr = (f"{t.mean_psnr:.2f}" if t.mean_psnr is not None else "-",) if verified else ()
         rows.append((t.topic, out, str(t.messages), human_bytes(t.bytes_in), human_bytes(t.bytes_out),
-                     f"{t.ratio:.4f}" if t.bytes_in else "-") + psnr)
+                     f"{t.ratio:.4f}" if t.bytes_in else "-") + packed + psnr)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in rows]
@@ -108,6 +133,15 @@ def format_summary(summary: Summary) -> str:
                  f"{summary.seconds:.1f} s, {summary.frames_per_second:.1f} frames/s")
     if verified:
         lines.append(f"mean PSNR {summary.mean_psnr:.2f} dB (decoded jointly and compared with the input)")
+    if zstd:
+        lines.append("zstd: each topic's messages compressed with the output's chunk compression (≈ its size on disk)")
+    for t in sorted(summary.topics.values(), key=lambda t: t.topic):
+        if t.long_data:
+            lines.append(f"{t.topic}: {t.long_data} image(s) with data longer than height × step "
+                         "(legal; the extra bytes were ignored)")
+    if summary.bad_frames:
+        lines.append(f"{len(summary.bad_frames)} malformed frame(s) copied unchanged (--keep-bad-frames):")
+        lines.extend(f"  {reason}" for reason in summary.bad_frames)
     return "\n".join(line.rstrip() for line in lines)
 
 

@@ -6,25 +6,39 @@ atomic on one filesystem). On any exception, ``KeyboardInterrupt`` included, the
 ``OUT.partial-<pid>`` directory is removed and ``OUT`` is left as it was: a
 half-written output never appears under the final name. An existing ``OUT`` is
 refused unless ``force``; it is replaced only after the new bag is complete.
+A run killed with SIGKILL cannot clean up: the next run for the same ``OUT`` removes
+every ``OUT.partial-<pid>`` whose process no longer exists, and says so in one line
+(``notice``); a folder of a process still running is left alone.
 The input is never written to, and an output that is, holds or lies inside the
 input is refused.
 
 ``OutputBag`` is a ``rosbags`` writer that copies connections as they are
 (type, definition, type hash, serialization format, offered QoS) or adds typed ones.
+An MCAP output is written with chunk compression (rosbag2's storage compression mode:
+MCAP-native zstd chunks, which ``ros2 bag``, Foxglove and ``rosbags`` read without
+any setting), so the topics that are copied shrink too; SQLite3 has no such mode and
+is written plain.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from rosbags.interfaces import Connection, MessageDefinitionFormat
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 from rosbags.typesys.store import Typestore
 
 from .errors import OutputError, TopicError
+
+try:
+    from compression import zstd  # Python 3.14
+except ImportError:  # the backport rosbags depends on
+    from backports import zstd
 
 _PLUGINS = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
@@ -38,11 +52,47 @@ def check_output(source: Path, output: Path, force: bool) -> None:
         raise OutputError(f"{output} exists (use --force to replace it)")
 
 
+def stderr_notice(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_staging(output: Path, notice: Callable[[str], None] = stderr_notice) -> list[Path]:
+    """Remove the ``OUT.partial-<pid>`` folders of processes that no longer exist (a run killed
+    with SIGKILL); one ``notice`` line names them. Returns the folders removed."""
+    output = Path(output)
+    pattern = re.compile(re.escape(output.name) + r"\.partial-(\d+)")
+    stale = []
+    if output.parent.is_dir():
+        for path in sorted(output.parent.iterdir()):
+            found = pattern.fullmatch(path.name)
+            if found and int(found[1]) != os.getpid() and not _alive(int(found[1])) and path.is_dir() \
+                    and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+                stale.append(path)
+    if stale:
+        notice(f"removed {len(stale)} leftover staging folder{'s' if len(stale) > 1 else ''} of an earlier "
+               f"interrupted run: {', '.join(str(p) for p in stale)}")
+    return stale
+
+
 @contextmanager
-def atomic_output(source: Path, output: Path, force: bool) -> Iterator[Path]:
-    """Yield the path to write the bag to; move it to ``output`` when the block succeeds."""
+def atomic_output(source: Path, output: Path, force: bool,
+                  notice: Callable[[str], None] = stderr_notice) -> Iterator[Path]:
+    """Yield the path to write the bag to; move it to ``output`` when the block succeeds.
+    Leftover staging folders of dead runs for ``output`` are removed first (``notice`` says so)."""
     source, output = Path(source), Path(output)
     check_output(source, output, force)
+    remove_stale_staging(output, notice)
     staging = output.with_name(f"{output.name}.partial-{os.getpid()}")
     if staging.exists():
         raise OutputError(f"{staging} exists: remove the leftover of an earlier run")
@@ -81,7 +131,11 @@ class OutputBag:
         self.path = path
         self.typestore = typestore
         self.writer = Writer(path, version=Writer.VERSION_LATEST, storage_plugin=_PLUGINS[storage])
+        self.compressed = storage == "mcap"
+        if self.compressed:
+            self.writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
         self._connections: dict[tuple[str, str, str], Connection] = {}
+        self._zstd: dict[str, list] = {}  # topic -> [compressor, bytes out so far]
 
     def __enter__(self) -> OutputBag:
         self.writer.__enter__()
@@ -120,3 +174,14 @@ class OutputBag:
 
     def write(self, connection: Connection, log_time: int, data: bytes) -> None:
         self.writer.write(connection, log_time, data)
+        if self.compressed:
+            if connection.topic not in self._zstd:
+                self._zstd[connection.topic] = [zstd.ZstdCompressor(), 0]
+            state = self._zstd[connection.topic]
+            state[1] += len(state[0].compress(data))
+
+    def compressed_sizes(self) -> dict[str, int]:
+        """Per output topic, its messages compressed alone with the chunks' zstd: what the topic
+        costs in the compressed MCAP (≈; chunks mix topics, so this is an estimate). Empty when
+        the output is not compressed. Call once, after the last ``write``."""
+        return {topic: size + len(compressor.flush()) for topic, (compressor, size) in self._zstd.items()}
