@@ -12,6 +12,7 @@ the package ships one.
 from __future__ import annotations
 
 import array
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -572,3 +573,62 @@ def test_packaged_default_model_reconstructs_above_a_psnr_floor(ros_context, gro
         for i, c in enumerate(cameras):
             image = probe.got(f"/{c}/image_reconstructed")[0]
             assert _psnr(conv.msg_to_pixels(image), groups[0][i]) > PSNR_FLOOR_DB
+
+
+# -- issue 14: node parameters and bounds ------------------------------------------------------
+def test_quality_range_refusals_and_muted_cameras_cleared_with_an_empty_list(ros_context, codec):
+    from parahydra_ros.ros.camera_replay_node import CameraReplayNode
+
+    encoder = _encoder(ros_context, "cam0", codec=codec)
+    replay = CameraReplayNode("issue14_replay", context=ros_context, namespace="/i14", parameter_overrides=[
+        Parameter("cameras", value=["a", "b"]), Parameter("rate", value=1.0),
+        Parameter("muted_cameras", value=["b"])])
+    try:
+        (quality_range,) = encoder.describe_parameter("quality").integer_range  # `ros2 param describe` shows it
+        assert (quality_range.from_value, quality_range.to_value) == (0, codec.num_qualities - 1)
+        (result,) = encoder.set_parameters([Parameter("quality", value=codec.num_qualities)])
+        assert not result.successful and encoder.quality == 3
+        encoder._refuse("", conv.UnsupportedEncoding(""))
+        assert encoder.stats.snapshot()["refused_encodings"] == '""'  # not a lone comma
+        encoder._refuse("16UC1", conv.UnsupportedEncoding("16UC1"))
+        assert encoder.stats.snapshot()["refused_encodings"] == '"",16UC1'
+        assert replay.muted == {"b"}
+        # `ros2 param set /i14/issue14_replay muted_cameras "[]"` sends an empty byte array
+        (result,) = replay.set_parameters([Parameter("muted_cameras", Parameter.Type.BYTE_ARRAY, [])])
+        assert result.successful, result.reason
+        assert replay.muted == set()
+        (result,) = replay.set_parameters([Parameter("muted_cameras", value=["a"])])
+        assert result.successful and replay.muted == {"a"}
+        (result,) = replay.set_parameters([Parameter("muted_cameras", value=3)])
+        assert not result.successful and "list of strings" in result.reason and replay.muted == {"a"}
+    finally:
+        encoder.destroy_node()
+        replay.destroy_node()
+
+
+def test_decoder_drops_views_above_max_pixels_and_logs_a_camera_changing_size(ros_context, codec, groups, capfd):
+    from rclpy.time import Time
+
+    from parahydra_ros.sync import Group
+
+    assert DecoderNode.__module__  # the parameter is declared with a 4096x4096 default
+    from parahydra_ros.pipeline.parameters import DECODER
+    assert DECODER["max_pixels"].default == 4096 * 4096
+    decoder = _decoder(ros_context, codec=codec, max_pixels=HEIGHT * WIDTH, cameras=["/cam0"])
+    try:
+        def decode(pixels, k):
+            msg = _latent_msg(codec, codec.encode(pixels, 0), "cam0", Time(seconds=k).to_msg())
+            decoder._decode(Group((k,), (msg,)))
+
+        decode(groups[0][0], 1)  # 120x180: at the limit, decoded
+        small = np.ascontiguousarray(groups[1][0][: HEIGHT // 2, : WIDTH // 2])
+        decode(small, 2)  # a change of declared size: logged, then decoded
+        big = np.concatenate([groups[2][0], groups[2][0]], axis=0)  # 240x180 > max_pixels: dropped
+        decode(big, 3)
+        stats = decoder.stats.snapshot()
+        assert stats["frames_out"] == 2 and stats["views_error_TooLarge"] == 1 and stats["size_changes_cam0"] == 1
+        err = capfd.readouterr().err
+        assert "camera cam0 (/cam0/latent) changed size from 180x120 to 90x60" in err
+        assert re.search(r"TooLarge: declares 180x240 = 43,200 pixels, more than max_pixels \(21,600\)", err)
+    finally:
+        decoder.destroy_node()

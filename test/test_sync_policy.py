@@ -303,6 +303,27 @@ def test_missing_inputs_are_reported_once_and_a_pause_of_all_is_one_event():
     assert watch.poll(11.4) == ([], [2], False) and not watch.reported
 
 
+def test_cameras_slower_than_the_deadline_fall_silent_once_per_episode():
+    """Issue 14: cameras at 0.5 Hz with a 1 s deadline fall silent between every two frames; that is
+    one report, not one per gap, until they deliver steadily again (then a new pause is reported)."""
+    watch = MissingInputs(2, deadline=1.0)
+    reports = []
+    for frame in range(10):  # every 2 s, polled every 0.25 s
+        t = 2.0 * frame
+        watch.seen(0, t)
+        watch.seen(1, t)
+        reports += [watch.poll(t + 0.25 * k)[2] for k in range(1, 8)]
+    assert reports.count(True) == 1
+    t = 20.0
+    while t < 24.0:  # steady 10 Hz for 4 s (> twice the deadline): the episode is over
+        watch.seen(0, t)
+        watch.seen(1, t)
+        assert watch.poll(t + 0.05) == ([], [], False)
+        t += 0.1
+    assert watch.poll(t + 1.5)[2] is True  # a new pause is a new episode
+    assert watch.poll(t + 2.0)[2] is False
+
+
 def test_collector_reports_missing_inputs_through_its_poll():
     """The collector's poll carries ``MissingInputs``' events: the one missing-camera policy."""
     collector = PartialGroupCollector(2, slop=SLOP, deadline=0.5)

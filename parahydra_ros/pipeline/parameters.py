@@ -131,6 +131,9 @@ DECODER = _table(
               "Seconds between repeated error logs for one camera and reason (others are counted)"),
     ParamSpec("diagnostics_period", "double", 1.0,
               "Seconds between DiagnosticArray messages on /diagnostics (0: none)"),
+    ParamSpec("max_pixels", "integer", 4096 * 4096,
+              "A latent declaring more pixels (height x width) than this is dropped before any "
+              "decoding work (default 4096x4096): one message cannot exhaust the decoder"),
 )
 
 REPLAY = _table(

@@ -27,7 +27,7 @@ from sensor_msgs.msg import Image
 from ..codec import image_conversions as conv
 from ..pipeline.parameters import REPLAY
 from .qos import qos_profile
-from .runtime import NodeSetupError, declare_parameters, format_values, run_node
+from .runtime import NodeSetupError, declare_parameters, format_values, run_node, string_array
 
 NODE_PARAMETERS = REPLAY
 """This node's parameters: name → ``ParamSpec`` (default, type, description)."""
@@ -153,9 +153,15 @@ class CameraReplayNode(Node):
         return stamp
 
     def _on_set_parameters(self, params: Sequence[Any]) -> SetParametersResult:
+        muted = None
         for param in params:
             if param.name == "rate" and not param.value > 0:
                 return SetParametersResult(successful=False, reason="rate must be positive")
+            if param.name == "muted_cameras":
+                try:
+                    muted = string_array(param)
+                except ValueError as error:
+                    return SetParametersResult(successful=False, reason=str(error))
         for param in params:
             if param.name == "rate":
                 self.params["rate"] = float(param.value)
@@ -163,7 +169,7 @@ class CameraReplayNode(Node):
                 self.destroy_timer(self.timer)
                 self.timer = self.create_timer(1.0 / param.value, self._tick)
             elif param.name == "muted_cameras":
-                self.muted = {c.strip("/") for c in param.value}
+                self.muted = {c.strip("/") for c in muted}
                 self.get_logger().info(f"muted cameras: {sorted(self.muted) or 'none'}")
         return SetParametersResult(successful=True)
 

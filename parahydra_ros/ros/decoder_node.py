@@ -26,7 +26,10 @@ and ``ParaHydraCodec.decode_group`` entropy-decodes every view on its own and ru
 Para-JD across the views of one size. A view that cannot be decoded (corrupt, another
 model or quality, a message that contradicts its payload) is dropped with a
 rate-limited error naming the camera and the reason; the others are decoded and the
-node goes on.
+node goes on. A view whose header declares more than ``max_pixels`` pixels is dropped
+(reason ``TooLarge``) before any decoding work, and once a camera has been seen, a
+change of its declared size is logged (and counted in ``size_changes_<camera>``)
+before the frame is decoded at its new size.
 """
 from __future__ import annotations
 
@@ -113,15 +116,18 @@ class DecoderNode(WorkerNodeMixin, Node):
         for key, low in (("slop", 0.0), ("partial_deadline", 0.0), ("error_log_period", 0.0)):
             if p[key] <= low:
                 raise NodeSetupError(f"{key} must be positive, got {p[key]}")
-        for key in ("queue_size", "work_queue_size"):
+        for key in ("queue_size", "work_queue_size", "max_pixels"):
             if p[key] < 1:
                 raise NodeSetupError(f"{key} must be at least 1, got {p[key]}")
         try:
             input_qos, output_qos = qos_profile(p["input_qos"]), qos_profile(p["output_qos"])
         except ValueError as error:
             raise NodeSetupError(str(error)) from None
-        self.codec = codec if codec is not None else load_codec(p["model"], p["device"], p["threads"])
+        self.codec = codec if codec is not None else load_codec(p["model"], p["device"], p["threads"],
+                                                                p["max_pixels"])
         self.joint = p["joint"]
+        self.max_pixels = p["max_pixels"]
+        self._sizes: dict[int, tuple[int, int]] = {}  # stream -> (width, height) last declared (worker thread)
 
         self.stats = NodeStats()
         self.stats.set_info("model", f"{self.codec.identity.name} ({self.codec.identity.hash})")
@@ -165,8 +171,9 @@ class DecoderNode(WorkerNodeMixin, Node):
             self.worker.submit(group)
         went, back = result.went_missing, result.came_back
         deadline = self.params["partial_deadline"]
-        if result.all_fell_silent:
-            self.get_logger().warning(f"no camera has sent anything for more than {deadline} s")
+        if result.all_fell_silent:  # once per episode (sync.MissingInputs)
+            self.get_logger().warning(f"no camera has sent anything for more than {deadline} s (said once until "
+                                      "they deliver steadily again)")
         for index in went:
             s = self.streams[index]
             self.stats.count(f"missing_reports_{s.camera}")
@@ -206,9 +213,17 @@ class DecoderNode(WorkerNodeMixin, Node):
                 self._view_error(index, msg, "UnsupportedEncoding", str(conv.UnsupportedEncoding(msg.encoding)))
                 continue
             try:
-                views.append((index, msg, parse_latent(msg)))  # parsed and checked once
+                view = parse_latent(msg)  # parsed and checked once
             except PayloadError as error:
                 self._view_error(index, msg, error.reason, str(error))
+                continue
+            size = (view.header.width, view.header.height)
+            if size[0] * size[1] > self.max_pixels:
+                self._view_error(index, msg, "TooLarge", f"declares {size[0]}x{size[1]} = {size[0] * size[1]:,} "
+                                 f"pixels, more than max_pixels ({self.max_pixels:,}); not decoded")
+                continue
+            self._check_size(index, size)
+            views.append((index, msg, view))
         self.stats.count("groups_complete" if group.complete else "groups_partial")
         if not views:
             return
@@ -234,6 +249,16 @@ class DecoderNode(WorkerNodeMixin, Node):
             self.stats.coded(msg.payload_size, fields["height"] * fields["width"], len(fields["data"]))
             age = self.get_clock().now() - Time.from_msg(msg.header.stamp)
             self.stats.observe("latency_ms", age.nanoseconds / 1e6)
+
+    def _check_size(self, index: int, size: tuple[int, int]) -> None:
+        """Log (and count) a camera whose declared size differs from the one it had."""
+        before = self._sizes.get(index)
+        self._sizes[index] = size
+        if before is not None and before != size:
+            s = self.streams[index]
+            self.stats.count(f"size_changes_{s.camera}")
+            self.get_logger().warning(f"camera {s.camera} ({s.input_topic}) changed size from {before[0]}x{before[1]} "
+                                      f"to {size[0]}x{size[1]}; decoding it at the new size")
 
     def _view_error(self, index: int, msg: CompressedLatent, reason: str, text: str) -> None:
         """Count a dropped view and log it, at most once per camera and reason per error_log_period."""

@@ -42,6 +42,7 @@ from ..sync.worker import DropOldestWorker
 from .diagnostics import NodeStats, RateLimiter, diagnostic_status
 from .qos import describe, qos_profile
 from .runtime import (
+    set_integer_range,
     NodeSetupError,
     WorkerNodeMixin,
     declare_parameters,
@@ -121,6 +122,7 @@ class EncoderNode(WorkerNodeMixin, Node):
         self._worker_threads = threads_per_worker(p["threads"], p["workers"])
         self._check_quality(p["quality"])
         self.quality = p["quality"]
+        set_integer_range(self, "quality", 0, self.codec.num_qualities - 1)  # shown by `ros2 param describe`
         self.gate = RateGate(p["max_rate"])
 
         self.stats = NodeStats()
@@ -251,7 +253,7 @@ class EncoderNode(WorkerNodeMixin, Node):
         with self._refused_lock:
             first = encoding not in self._refused
             self._refused.add(encoding)
-            self.stats.set_info("refused_encodings", ",".join(sorted(self._refused)))
+            self.stats.set_info("refused_encodings", ",".join(sorted(e or '""' for e in self._refused)))
         if first:
             self.get_logger().error(f"camera {self.camera}: {error}; dropping every {encoding!r} frame "
                                     "(logged once per encoding, counted in frames_dropped_unsupported)")

@@ -61,11 +61,15 @@ def use_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def load_codec(model: str, device: str, threads: int = 0):
+def load_codec(model: str, device: str, threads: int = 0, max_pixels: int | None = None):
     """The codec core with ``model`` (empty: the packaged default) on ``device``.
 
     ``threads`` > 0 sets torch's CPU threads for this process (0 leaves torch's default).
+    ``max_pixels`` is handed to the codec when its API bounds decoding (``ParaHydraCodec.load``'s
+    ``max_pixels``); the decoder node checks it on every parsed header in any case.
     """
+    import inspect
+
     import torch
 
     from ..codec.api import ParaHydraCodec
@@ -74,8 +78,11 @@ def load_codec(model: str, device: str, threads: int = 0):
         raise NodeSetupError(f"threads must not be negative, got {threads}")
     if threads:
         torch.set_num_threads(threads)
+    bound = {}
+    if max_pixels is not None and "max_pixels" in inspect.signature(ParaHydraCodec.load).parameters:
+        bound["max_pixels"] = max_pixels
     try:
-        return ParaHydraCodec.load(model or None, device=device)
+        return ParaHydraCodec.load(model or None, device=device, **bound)
     except RuntimeError as error:  # e.g. cuda requested but absent
         raise NodeSetupError(f"device {device!r}: {error}") from None
 
@@ -94,7 +101,10 @@ def declare_parameters(node: Any, table: Mapping[str, ParamSpec]) -> dict[str, A
     """Declare every parameter of ``table`` on an rclpy node; return their values.
 
     Parameters not marked ``runtime`` are read-only once declared (they can still be
-    set at start-up, by ``--ros-args -p`` or a params file). An empty array default
+    set at start-up, by ``--ros-args -p`` or a params file). A runtime string array is
+    declared with dynamic typing, because ``ros2 param set NODE NAME "[]"`` sends an
+    empty *byte* array (the CLI cannot type an empty list); the node's callback reads it
+    with :func:`string_array` (an empty array of any type is ``[]``). An empty array default
     is declared by type (a ``[]`` value would make rclpy infer a byte array) and
     reads back as ``[]`` when nothing overrides it.
     """
@@ -106,8 +116,11 @@ def declare_parameters(node: Any, table: Mapping[str, ParamSpec]) -> dict[str, A
     for spec in table.values():
         descriptor = ParameterDescriptor(
             description=spec.description, read_only=not spec.runtime,
-            type=getattr(Parameter.Type, spec.type.upper()).value)
-        if spec.type == "string_array" and not spec.default:
+            type=getattr(Parameter.Type, spec.type.upper()).value,
+            dynamic_typing=spec.runtime and spec.type == "string_array")
+        if descriptor.dynamic_typing:  # typed by its value; unset reads back as None
+            node.declare_parameter(spec.name, list(spec.default) or None, descriptor)
+        elif spec.type == "string_array" and not spec.default:
             node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor)
         else:
             node.declare_parameter(spec.name, spec.default, descriptor)
@@ -115,6 +128,8 @@ def declare_parameters(node: Any, table: Mapping[str, ParamSpec]) -> dict[str, A
             value = node.get_parameter(spec.name).value
         except ParameterUninitializedException:
             value = list(spec.default)
+        if spec.type == "string_array":
+            value = list(spec.default) if value is None else [] if len(value) == 0 else value
         values[spec.name] = spec.check(value, node.get_fully_qualified_name())
     overrides = getattr(node, "_parameter_overrides", {})  # rclpy keeps no public list of them
     unknown = sorted(name for name in overrides if not node.has_parameter(name))
@@ -122,6 +137,29 @@ def declare_parameters(node: Any, table: Mapping[str, ParamSpec]) -> dict[str, A
         node.get_logger().warning(f"ignoring parameter(s) this node does not have: {', '.join(unknown)} "
                                   f"(known: {', '.join(table)})")
     return values
+
+
+def string_array(param: Any) -> list[str]:
+    """The value of a set string-array parameter: a list of strings, or ``[]`` for an empty array of
+    any type (``ros2 param set … "[]"`` sends a byte array); ``ValueError`` otherwise."""
+    value = param.value
+    if isinstance(value, (list, tuple)) or hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
+        if len(value) == 0:
+            return []
+        if all(isinstance(v, str) for v in value):
+            return list(value)
+    raise ValueError(f"{param.name} must be a list of strings (clear it with "
+                     f"`ros2 param set NODE {param.name} \"[]\"`), got {value!r}")
+
+
+def set_integer_range(node: Any, name: str, low: int, high: int) -> None:
+    """Add ``low..high`` (step 1) to an integer parameter's descriptor: ``ros2 param describe``
+    shows it and rclpy refuses values outside it."""
+    from rcl_interfaces.msg import IntegerRange
+
+    descriptor = node.describe_parameter(name)
+    descriptor.integer_range = [IntegerRange(from_value=low, to_value=high, step=1)]
+    node.set_descriptor(name, descriptor)
 
 
 def format_values(values: Mapping[str, Any], names: Sequence[str] | None = None) -> str:

@@ -53,6 +53,10 @@ class MissingInputs:
     event, not N missing inputs; and when they resume, the clock of the others
     restarts at the first one's arrival, so inputs that come back a little later are
     not reported. A reported input is back as soon as it delivers again.
+
+    Every input falling silent is reported once per *episode*: cameras slower than
+    the deadline fall silent between every two frames, and that is one episode until
+    they have delivered without a pause for longer than twice the deadline.
     """
 
     def __init__(self, num_inputs: int, deadline: float) -> None:
@@ -61,6 +65,7 @@ class MissingInputs:
         self._start: float | None = None
         self._resumed: float | None = None
         self.all_silent = False
+        self._silent_episode = False  # all-silent reported, and no steady delivery since
         self.reported: dict[int, float] = {}  # input -> when it was reported missing
 
     def seen(self, index: int, now: float) -> None:
@@ -75,10 +80,14 @@ class MissingInputs:
             return [], [], False
         newest = max(t for t in self._last if t is not None)
         if now - newest > self.deadline:
-            started, self.all_silent = not self.all_silent, True
+            started = not self.all_silent and not self._silent_episode
+            self.all_silent = True
+            self._silent_episode |= started
             return [], [], started
         if self.all_silent:
             self.all_silent, self._resumed = False, newest
+        if self._silent_episode and self._resumed is not None and now - self._resumed > 2 * self.deadline:
+            self._silent_episode = False  # delivering steadily again: the episode is over
         back = sorted(i for i, when in self.reported.items() if (self._last[i] or -1.0) > when)
         for index in back:
             del self.reported[index]
