@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
-
+# Only light modules at the top: `parahydra info` and `--help` run without torch or
+# OpenCV (bench/startup.py); the commands that code images import them when they run.
 from .codec import container
 from .codec.errors import CheckpointError, PayloadError
 from .errors import UserError
@@ -41,6 +41,8 @@ def read_image(path: Path):
 
 def write_image(path: Path, image) -> None:
     """Write uint8 RGB or mono as a PNG (or any format OpenCV knows by suffix)."""
+    import cv2
+
     pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
     if not cv2.imwrite(str(path), pixels):
         raise UserError(f"{path}: could not write image")
@@ -49,7 +51,8 @@ def write_image(path: Path, image) -> None:
 def _load_codec(args):
     from .codec.api import ParaHydraCodec
 
-    return ParaHydraCodec.load(args.model, device=args.device)
+    return ParaHydraCodec.load(args.model, device=args.device,
+                               max_pixels=getattr(args, "max_pixels", container.DEFAULT_MAX_PIXELS))
 
 
 def cmd_encode(args) -> None:
@@ -89,6 +92,17 @@ def cmd_info(args) -> None:
     print(f"symbols hash    {h.symbols_hash}")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None,
                         help="checkpoint (default: the packaged model)")
@@ -113,6 +127,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     dec.add_argument("inputs", nargs="+", type=Path)
     dec.add_argument("--out-dir", type=Path, required=True)
     dec.add_argument("--separate", action="store_true", help="decode every view alone")
+    dec.add_argument("--max-pixels", type=positive_int, default=container.DEFAULT_MAX_PIXELS,
+                     help="refuse views that declare more pixels than this (height x width; "
+                          "default %(default)s = 4096x4096)")
     _add_model_args(dec)
     dec.set_defaults(func=cmd_decode)
 

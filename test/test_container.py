@@ -35,7 +35,7 @@ def test_layout_is_pinned():
     # The header is 38 bytes + name + strings + CRC: a change of layout must be deliberate.
     payload = _payload()
     assert len(payload) == 38 + len("parahydra-small") + 15 + 200 + 4
-    assert payload[:5] == b"PHYD\x01"
+    assert payload[:5] == b"PHYD\x02"
 
 
 @pytest.mark.parametrize("cut", [1, 4, 5, 20, 40, 60, 100, 270])
@@ -64,14 +64,48 @@ def test_foreign_bytes_are_refused():
 
 def test_newer_format_is_refused_with_a_clear_message():
     payload = bytearray(_payload())
-    payload[4] = 2
-    with pytest.raises(UnsupportedFormatVersion, match="version 2"):
+    payload[4] = 3
+    with pytest.raises(UnsupportedFormatVersion, match="version 3.*update parahydra_ros"):
         container.unpack(bytes(payload))
+
+
+def test_version_1_is_refused_with_a_clear_message():
+    # Version 1 held CompressAI rANS strings, whose decoder reads past a string's end.
+    payload = bytearray(_payload())
+    payload[4] = 1
+    with pytest.raises(UnsupportedFormatVersion, match="version 1.*re-encode"):
+        container.unpack(bytes(payload))
+
+
+def _with_crc(payload: bytearray) -> bytes:
+    payload[-4:] = struct.pack("<I", zlib.crc32(bytes(payload[:-4])))
+    return bytes(payload)
+
+
+@pytest.mark.parametrize("bit", range(1, 8))
+def test_reserved_flag_bits_are_refused_even_with_a_valid_crc(bit):
+    # One payload, one meaning: a reader must not ignore bits a later format may give a meaning.
+    payload = bytearray(_payload())
+    payload[5] |= 1 << bit
+    with pytest.raises(CorruptPayload, match="reserved flag bits"):
+        container.unpack(_with_crc(payload))
+    payload[5] = 1  # the mono bit alone is fine
+    assert container.unpack(_with_crc(payload)).header.mono
 
 
 def test_trailing_garbage_is_refused():
     with pytest.raises(CorruptPayload):
         container.unpack(_payload() + b"\x00")
+
+
+@pytest.mark.parametrize("extra", [b"\x00", b"\x00" * 4, b"garbage!"])
+def test_bytes_after_the_last_string_are_refused_even_with_a_valid_crc(extra):
+    # Appended after the CRC, or inside the body with the CRC recomputed over them: the
+    # header's string lengths no longer account for every byte.
+    payload = _payload()
+    body = payload[:-4] + extra
+    with pytest.raises(CorruptPayload, match="declares"):
+        container.unpack(body + struct.pack("<I", zlib.crc32(body)))
 
 
 def test_declared_sizes_are_checked_before_allocation():

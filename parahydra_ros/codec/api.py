@@ -29,11 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..model.entropy_coder import EntropyStreamError
 from ..model.parahydra import ParaHydra
 from . import container
 from .checkpoint import ModelIdentity, load_model
-from .container import CodedView, ViewHeader
-from .errors import DesynchronizedDecode, ModelMismatch, PayloadError
+from .container import DEFAULT_MAX_PIXELS, CodedView, ViewHeader
+from .errors import DesynchronizedDecode, ImageTooLarge, ModelMismatch, PayloadError, TruncatedPayload
 from .images import image_to_tensor, padding_for, tensor_to_image
 
 
@@ -72,20 +73,32 @@ class DecodedGroup:
 
 
 class ParaHydraCodec:
-    """A loaded ParaHydra model with the encode / decode API."""
+    """A loaded ParaHydra model with the encode / decode API.
 
-    def __init__(self, model: ParaHydra, identity: ModelIdentity, device: str = "cpu"):
+    ``max_pixels`` bounds the work one payload can cause: a view whose header declares
+    more pixels (height × width) is refused with ``ImageTooLarge`` before anything is
+    decoded or allocated (default 4096×4096; set it to the largest camera a decoder
+    serves).
+    """
+
+    def __init__(self, model: ParaHydra, identity: ModelIdentity, device: str = "cpu",
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
+        if not isinstance(max_pixels, int) or max_pixels < 1:
+            raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
         keep_freed_memory()
         self.model = model.eval().requires_grad_(False)
         self.identity = identity
+        self.max_pixels = max_pixels
         self.device = resolve_device(device)
         self.model.to_devices(encoder=self.device, decoder=self.device)
 
     @classmethod
-    def load(cls, checkpoint: str | Path | None = None, device: str = "cpu") -> "ParaHydraCodec":
-        """Load a checkpoint (``None``: the packaged default model)."""
+    def load(cls, checkpoint: str | Path | None = None, device: str = "cpu",
+             max_pixels: int = DEFAULT_MAX_PIXELS) -> "ParaHydraCodec":
+        """Load a checkpoint (``None``: the packaged default model); a bad file raises
+        ``CheckpointError`` naming it and what is wrong."""
         model, identity, _ = load_model(checkpoint)
-        return cls(model, identity, device)
+        return cls(model, identity, device, max_pixels=max_pixels)
 
     @property
     def num_qualities(self) -> int:
@@ -107,14 +120,25 @@ class ParaHydraCodec:
 
     # -- decoder side --------------------------------------------------------------------
     def check(self, payload: bytes | CodedView) -> CodedView:
-        """Parse a payload (unless it is parsed already) and check that this model can decode it."""
+        """Parse a payload (unless it is parsed already) and check that this model can
+        decode it, within ``max_pixels``, from strings long enough for its declared size."""
         view = payload if isinstance(payload, CodedView) else container.unpack(payload)
         h = view.header
+        if h.height * h.width > self.max_pixels:
+            raise ImageTooLarge(
+                f"declares a {h.width}x{h.height} image ({h.height * h.width:,} pixels), more than "
+                f"this decoder's max_pixels ({self.max_pixels:,})")
         if (h.model_name, h.model_hash) != (self.identity.name, self.identity.hash):
             raise ModelMismatch(
                 f"coded by model {h.model_name} ({h.model_hash}), this decoder holds "
                 f"{self.identity.name} ({self.identity.hash})")
         self._check_quality(h.quality)
+        least = self.model.min_z_bytes(h.padded_hw)
+        if len(view.z) < least:
+            raise TruncatedPayload(
+                f"z string of {len(view.z)} bytes is shorter than any {h.width}x{h.height} view's can be "
+                f"(at least {least} bytes with this model): the header declares a larger image "
+                "than the payload holds")
         return view
 
     def decode(self, payloads: Sequence[bytes | CodedView], joint: bool = True) -> list[np.ndarray]:
@@ -166,6 +190,8 @@ class ParaHydraCodec:
         h = view.header
         try:
             y_hat, symbols = self.model.decompress_latent(view.z, view.y, h.padded_hw, h.quality)
+        except EntropyStreamError as error:  # the strings do not hold the declared latent
+            raise DesynchronizedDecode(f"entropy decoding failed: {error}") from None
         except (RuntimeError, ValueError, IndexError) as error:
             raise DesynchronizedDecode(f"entropy decoding failed: {error}") from error
         if symbols_hash(symbols) != h.symbols_hash:

@@ -1,11 +1,11 @@
 """The container of one coded view: bytes ↔ header + entropy-coded strings.
 
-Layout, format version 1 (integers little-endian)::
+Layout, format version 2 (integers little-endian)::
 
     offset size  field
     0      4     magic b"PHYD"
-    4      1     format version (1)
-    5      1     flags: bit 0 = single-channel (mono) source
+    4      1     format version (2)
+    5      1     flags: bit 0 = single-channel (mono) source; bits 1-7 reserved, zero
     6      1     quality index
     7      1     length L of the model name (≤ 64)
     8      8     model hash (first 8 bytes of the SHA-256 of the weights' state)
@@ -17,9 +17,16 @@ Layout, format version 1 (integers little-endian)::
     38+L   …     z string, then y string
     end-4  4     CRC32 of everything before it
 
+Each string is one ANS stream of :mod:`parahydra_ros.model.entropy_coder` (whole
+32-bit words). Version 1 held CompressAI rANS strings, whose decoder reads past a
+string's end when a header declares a larger image than was coded; version 2 decoders
+read only the bytes they are given, and are the only ones this package writes or reads.
+
 Every declared size is checked against the payload before anything is allocated,
-and a payload that is too short, too long, corrupt, foreign or from a newer format
-raises a specific :class:`~parahydra_ros.codec.errors.PayloadError`.
+and a payload that is too short, too long, corrupt, foreign or from another format
+version raises a specific :class:`~parahydra_ros.codec.errors.PayloadError`. One
+payload has one meaning: reserved flag bits must be zero, nothing may follow the CRC,
+and the entropy decoder refuses a string with words left over after its symbols.
 """
 from __future__ import annotations
 
@@ -31,12 +38,16 @@ from ..model.configs import PAD_MULTIPLE
 from .errors import CorruptPayload, NotAParaHydraPayload, TruncatedPayload, UnsupportedFormatVersion
 
 MAGIC = b"PHYD"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAX_SIDE = 16384
+#: Default ``max_pixels`` of a decoder: the largest image it decodes (4096×4096), so a
+#: forged header cannot make it do unbounded work (``codec.api.ParaHydraCodec``).
+DEFAULT_MAX_PIXELS = 4096 * 4096
 MAX_NAME = 64
 _HEADER = struct.Struct("<4sBBBB8sHHBB8sII")
 _CRC = struct.Struct("<I")
 _FLAG_MONO = 1
+_FLAGS_KNOWN = _FLAG_MONO
 
 
 @dataclass(frozen=True)
@@ -89,9 +100,11 @@ def unpack(payload: bytes) -> CodedView:
     if len(payload) < 5:
         raise TruncatedPayload(f"payload of {len(payload)} bytes is truncated inside the header")
     if payload[4] != FORMAT_VERSION:
+        hint = ("re-encode it: older versions' entropy coder is no longer read" if payload[4] < FORMAT_VERSION
+                else "update parahydra_ros")
         raise UnsupportedFormatVersion(
             f"container format version {payload[4]} is not supported (this decoder reads "
-            f"version {FORMAT_VERSION}); update parahydra_ros")
+            f"version {FORMAT_VERSION}); {hint}")
     if len(payload) < _HEADER.size + _CRC.size:
         raise TruncatedPayload(f"payload of {len(payload)} bytes is truncated inside the header")
     (_, _, flags, quality, name_len, model_hash, height, width, pad_bottom, pad_right,
@@ -104,6 +117,9 @@ def unpack(payload: bytes) -> CodedView:
     (crc,) = _CRC.unpack_from(payload, expected - _CRC.size)
     if zlib.crc32(payload[: expected - _CRC.size]) != crc:
         raise CorruptPayload("CRC32 mismatch: the payload was corrupted in transit or storage")
+    if flags & ~_FLAGS_KNOWN:
+        raise CorruptPayload(f"reserved flag bits set (flags 0x{flags:02x}): written by another "
+                             "format or forged")
     start = _HEADER.size
     try:
         name = payload[start : start + name_len].decode()

@@ -20,7 +20,11 @@ class UnsupportedFormatVersion(PayloadError):
 
 
 class TruncatedPayload(PayloadError):
-    """Shorter than its header declares."""
+    """Shorter than its header declares (its string lengths, or the image size it declares)."""
+
+
+class ImageTooLarge(PayloadError):
+    """Declares more pixels than the decoder accepts (``max_pixels``): refused before any work."""
 
 
 class CorruptPayload(PayloadError):

@@ -6,8 +6,11 @@ coding loop, ``LatentEntropyModel._run``, written against a *coder* that turns t
 the three verbs of a CompressAI latent codec from that one loop:
 
 * :class:`_Estimator` (``forward``): likelihoods, with noise (training) or rounding;
-* :class:`_Encoder` (``compress``): symbols and CDF indexes, one rANS string per view;
+* :class:`_Encoder` (``compress``): symbols and CDF indexes, one ANS string per view;
 * :class:`_Decoder` (``decompress``): the symbols read back in the encoder's order.
+
+The string of a view holds its parts in decode order (:mod:`.entropy_coder`, memory-safe:
+a short or forged string is reported, never read past its end).
 
 Quality gain, symbol and CDF-index conventions are described in
 :mod:`parahydra_ros.model.para_em`. This module is shared by ``para_em`` and
@@ -15,16 +18,18 @@ Quality gain, symbol and CDF-index conventions are described in
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
-from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.entropy_models import GaussianConditional
 from compressai.models.base import get_scale_table
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from .checkerboard import merge, squeeze_anchor, squeeze_nonanchor
+from .entropy_coder import CdfTables, SymbolDecoder, SymbolEncoder
 
-__all__ = ["LatentEntropyModel", "scale_indexes"]
+__all__ = ["LatentEntropyModel", "decode_hyper_latent", "encode_hyper_latent", "min_hyper_latent_bytes",
+           "scale_indexes"]
 
 
 def scale_indexes(gaussian_conditional: GaussianConditional, scales: Tensor) -> Tensor:
@@ -68,62 +73,92 @@ class _Estimator(_Coder):
         return merge(torch.cat(self.likelihoods[0], 1), torch.cat(self.likelihoods[1], 1))
 
 
-class _Tables:
-    """The GaussianConditional's CDF tables as Python lists (trimmed to their lengths)."""
+def cdf_tables(entropy_model: nn.Module) -> CdfTables:
+    """The coder's tables of a CompressAI ``EntropyBottleneck`` / ``GaussianConditional``,
+    built once and rebuilt when a CDF buffer is replaced (``update``, ``load_state_dict``)
+    or written in place."""
+    buffers = (entropy_model._quantized_cdf, entropy_model._cdf_length, entropy_model._offset)
+    if buffers[0].numel() == 0:
+        raise RuntimeError("entropy model not updated: call update() before compress/decompress")
+    key = [(t, t._version) for t in buffers]
+    cached = getattr(entropy_model, "_parahydra_tables", None)
+    if cached is None or any(a is not b or va != vb for (a, va), (b, vb) in zip(cached[0], key)):
+        cached = (key, CdfTables(*(t.numpy() for t in buffers)))
+        entropy_model._parahydra_tables = cached
+    return cached[1]
 
-    def __init__(self, gc: GaussianConditional):
-        lengths = gc.cdf_length.reshape(-1).int().tolist()
-        self.cdfs = [row[:n] for row, n in zip(gc.quantized_cdf.tolist(), lengths)]
-        self.lengths = lengths
-        self.offsets = gc.offset.reshape(-1).int().tolist()
+
+def encode_hyper_latent(entropy_bottleneck: nn.Module, z: Tensor) -> bytes:
+    """The ANS string of ``z`` (1×N×h×w): ``round(z − median)`` per channel, one part
+    with channel ``c`` coded by the bottleneck's table ``c`` (as CompressAI's
+    ``EntropyBottleneck.compress``, in the memory-safe coder)."""
+    medians = entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
+    symbols = torch.round(z - medians).to(torch.int32)
+    stream = SymbolEncoder(cdf_tables(entropy_bottleneck))
+    stream.add(symbols.numpy(), _channel_indexes(z.shape))
+    return stream.finish()
+
+
+def decode_hyper_latent(entropy_bottleneck: nn.Module, data: bytes, hw: tuple[int, int]) -> Tensor:
+    """``ẑ`` (1×N×h×w) from its string; raises ``EntropyStreamError`` unless the string
+    holds exactly the symbols of an ``h×w`` hyper-latent."""
+    medians = entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
+    stream = SymbolDecoder(data, cdf_tables(entropy_bottleneck), "z string")
+    symbols = stream.decode(_channel_indexes((1, medians.shape[1], *hw)))
+    stream.finish()
+    return torch.from_numpy(symbols).to(medians.dtype) + medians
+
+
+def min_hyper_latent_bytes(entropy_bottleneck: nn.Module, hw: tuple[int, int]) -> int:
+    """Fewer bytes than any z string of an ``h×w`` hyper-latent can have (the bottleneck's
+    cheapest symbol of each channel, at every position; 0 if the model allows free z)."""
+    tables = cdf_tables(entropy_bottleneck)
+    return int(tables.min_bits([hw[0] * hw[1]] * len(tables)) // 8)
+
+
+def _channel_indexes(shape) -> np.ndarray:
+    return np.broadcast_to(np.arange(shape[1], dtype=np.int64)[None, :, None, None], tuple(shape))
 
 
 class _Encoder(_Coder):
-    """Rounds, records symbols and CDF indexes; one rANS string at :meth:`flush`."""
+    """Rounds, records symbols and CDF indexes; one ANS string at :meth:`flush`."""
 
-    def __init__(self, y: Tensor, gaussian_conditional: GaussianConditional, tables: _Tables):
+    def __init__(self, y: Tensor, gaussian_conditional: GaussianConditional, tables: CdfTables):
         self.parts = (squeeze_anchor(y), squeeze_nonanchor(y))
-        self.gc, self.tables = gaussian_conditional, tables
+        self.gc = gaussian_conditional
         self.symbols: tuple[list[Tensor], list[Tensor]] = ([], [])
-        self.stream: list[tuple[Tensor, Tensor]] = []  # (symbols, indexes) in coding order
+        self.stream = SymbolEncoder(tables)  # the parts in coding order
 
     def code(self, channels, anchor, scale, mean, gain):
         y = self.parts[0 if anchor else 1][:, channels]
         symbols = torch.round((y - mean) * gain).to(torch.int32)
-        self.stream.append((symbols.reshape(-1), scale_indexes(self.gc, scale * gain).reshape(-1)))
+        self.stream.add(symbols.numpy(), scale_indexes(self.gc, scale * gain).numpy())
         self.symbols[0 if anchor else 1].append(symbols)
         return symbols.to(mean.dtype) / gain + mean
 
     def flush(self) -> bytes:
-        encoder = BufferedRansEncoder()
-        encoder.encode_with_indexes(
-            torch.cat([s for s, _ in self.stream]).tolist(),
-            torch.cat([i for _, i in self.stream]).tolist(),
-            self.tables.cdfs, self.tables.lengths, self.tables.offsets,
-        )
-        return encoder.flush()
+        return self.stream.finish()
 
     def symbol_map(self) -> Tensor:
         return merge(torch.cat(self.symbols[0], 1), torch.cat(self.symbols[1], 1))
 
 
 class _Decoder(_Coder):
-    """Reads the symbols of each part from the rANS string, in the encoder's order."""
+    """Reads the symbols of each part from the ANS string, in the encoder's order."""
 
-    def __init__(self, data: bytes, gaussian_conditional: GaussianConditional, tables: _Tables):
-        self.decoder = RansDecoder()
-        self.decoder.set_stream(data)
-        self.gc, self.tables = gaussian_conditional, tables
+    def __init__(self, data: bytes, gaussian_conditional: GaussianConditional, tables: CdfTables):
+        self.stream = SymbolDecoder(data, tables, "y string")
+        self.gc = gaussian_conditional
         self.symbols: tuple[list[Tensor], list[Tensor]] = ([], [])
 
     def code(self, channels, anchor, scale, mean, gain):
         indexes = scale_indexes(self.gc, scale * gain)
-        values = self.decoder.decode_stream(
-            indexes.reshape(-1).tolist(), self.tables.cdfs, self.tables.lengths, self.tables.offsets
-        )
-        symbols = torch.tensor(values, dtype=torch.int32).reshape(indexes.shape)
+        symbols = torch.from_numpy(self.stream.decode(indexes.numpy()))
         self.symbols[0 if anchor else 1].append(symbols)
         return symbols.to(mean.dtype) / gain + mean
+
+    def finish(self) -> None:
+        self.stream.finish()
 
     def symbol_map(self) -> Tensor:
         return merge(torch.cat(self.symbols[0], 1), torch.cat(self.symbols[1], 1))
@@ -137,7 +172,7 @@ class LatentEntropyModel(nn.Module):
 
     * ``forward(y, Φ, g) -> (ŷ, likelihoods)``: training / estimation (``B`` any);
       ``ŷ`` in the normalised domain, likelihoods ``B×M×h×w``.
-    * ``compress(y, Φ, g) -> (string, ŷ, symbols)``: ``B = 1``; one rANS string.
+    * ``compress(y, Φ, g) -> (string, ŷ, symbols)``: ``B = 1``; one ANS string.
     * ``decompress(string, Φ, g) -> (ŷ, symbols)``: reproduces ``compress`` bit-exactly.
     * ``update(force)``: the GaussianConditional's scale table (``get_scale_table()``).
     """
@@ -145,7 +180,6 @@ class LatentEntropyModel(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.gaussian_conditional = GaussianConditional(None)
-        self._tables: tuple[list, _Tables] | None = None
 
     # -- to implement -------------------------------------------------------------------
     def _run(self, phi: Tensor, gain: Tensor, coder: _Coder) -> Tensor:
@@ -169,13 +203,12 @@ class LatentEntropyModel(nn.Module):
         self._check(None, phi, gain, single=True)
         coder = _Decoder(data, self.gaussian_conditional, self._cdf_tables())
         y_hat = self._run(phi, gain, coder)
+        coder.finish()
         return y_hat, coder.symbol_map()
 
     def update(self, force: bool = False) -> bool:
         """Build the GaussianConditional's CDF tables from ``get_scale_table()``."""
-        updated = self.gaussian_conditional.update_scale_table(get_scale_table(), force=force)
-        self._tables = None
-        return updated
+        return self.gaussian_conditional.update_scale_table(get_scale_table(), force=force)
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -196,13 +229,5 @@ class LatentEntropyModel(nn.Module):
         if single and b != 1:
             raise ValueError(f"compress/decompress code one view at a time (batch 1), got {b}")
 
-    def _cdf_tables(self) -> _Tables:
-        gc = self.gaussian_conditional
-        if gc.quantized_cdf.numel() == 0:
-            raise RuntimeError("entropy model not updated: call update() before compress/decompress")
-        # Rebuild when a buffer is replaced (update, load_state_dict) or written in place.
-        current = [(t, t._version) for t in (gc.quantized_cdf, gc.cdf_length, gc.offset)]
-        cached = self._tables[0] if self._tables is not None else None
-        if cached is None or any(a is not b or va != vb for (a, va), (b, vb) in zip(cached, current)):
-            self._tables = (current, _Tables(gc))
-        return self._tables[1]
+    def _cdf_tables(self) -> CdfTables:
+        return cdf_tables(self.gaussian_conditional)

@@ -12,10 +12,10 @@ context is kept (rather than dropping those input channels) so the layer shapes
 are LDMIC's.
 
 Bitstream: LDMIC writes four strings (``y_b, y_c`` anchors, ``y_a, y_d`` non-anchors);
-here, as for every entropy model of this package, ONE rANS string per view holds
-the anchors then the non-anchors, each in C-order of the squeezed ``M×h×(w/2)``
-tensor (model-spec §5). The gain and the coding conventions are those of
-:mod:`parahydra_ros.model.para_em`.
+here, as for every entropy model of this package, ONE ANS string per view holds
+the anchors then the non-anchors, each part's symbols by CDF index and in C-order
+of the squeezed ``M×h×(w/2)`` tensor (model-spec §5, ``model.entropy_coder``). The
+gain and the coding conventions are those of :mod:`parahydra_ros.model.para_em`.
 """
 from __future__ import annotations
 

@@ -43,11 +43,11 @@ exactly the symbol that ``compress`` writes (no second rounding of ``y·g − μ
 LRP (optional, §4.7) adds ``0.5·tanh(·)/g``: its correction stays within the
 quantisation bin of the current quality (``/g`` is our adaptation; ``g ≡ 1`` is MLIC++).
 
-Bitstream (model-spec §5): ONE rANS string per view (CompressAI
-``BufferedRansEncoder``, flushed once) with the symbols in decode order — slice 0
-anchors, slice 0 non-anchors, slice 1 anchors, … — and, inside a part, in C-order of
-the squeezed ``c×h×(w/2)`` tensor. ``h`` and ``w`` must be even. Symbols beyond a CDF
-table are escape-coded by the rANS coder itself (bypass), so any value round-trips.
+Bitstream (model-spec §5): ONE ANS string per view (``model.entropy_coder``:
+CompressAI's CDF tables in a memory-safe coder) with the parts in decode order — slice
+0 anchors, slice 0 non-anchors, slice 1 anchors, … — and, inside a part, the symbols
+of each CDF index in C-order of the squeezed ``c×h×(w/2)`` tensor. ``h`` and ``w`` must
+be even. Symbols beyond a CDF table are escape-coded, so any value round-trips.
 
 Determinism: compress and decompress run the same float32 ops on the same shapes
 and derive the CDF index from ``σ·g`` with exact comparisons against the scale table.

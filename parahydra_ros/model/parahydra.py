@@ -38,6 +38,7 @@ from compressai.ops import quantize_ste
 
 from .configs import PAD_MULTIPLE, ModelConfig
 from .determinism import deterministic_entropy_path
+from .latent_codec import decode_hyper_latent, encode_hyper_latent, min_hyper_latent_bytes
 from .para_em import build_entropy_model
 from .para_jd import ParaJD
 from .transforms import analysis_transform, hyper_analysis, hyper_synthesis
@@ -120,7 +121,7 @@ class ParaHydra(CompressionModel):
         z = self.h_a(y).cpu() * z_gain
         y = y.cpu()
         with deterministic_entropy_path():
-            z_string = self.entropy_bottleneck.compress(z)[0]
+            z_string = encode_hyper_latent(self.entropy_bottleneck, z)
             phi = self._hyper_feature(z_string, z.shape[-2:], z_gain)
             y_string, _, symbols = self.entropy_model.compress(y, phi, y_gain)
         return ViewStrings(z=z_string, y=y_string, y_symbols=symbols)
@@ -145,8 +146,16 @@ class ParaHydra(CompressionModel):
         x_hat = self.decoder(y_hat.to(device).unsqueeze(0), joint=joint)[0]
         return x_hat.clamp_(0, 1).cpu()
 
+    def min_z_bytes(self, padded_hw: tuple[int, int]) -> int:
+        """Fewer bytes than the z string of any view of this padded size can have: a
+        payload below it declares a larger image than it holds, and is refused unread."""
+        return min_hyper_latent_bytes(
+            self.entropy_bottleneck, (padded_hw[0] // PAD_MULTIPLE, padded_hw[1] // PAD_MULTIPLE))
+
     def _hyper_feature(self, z_string: bytes, z_hw, z_gain: Tensor) -> Tensor:
-        z_hat = self.entropy_bottleneck.decompress([z_string], tuple(z_hw))
+        # The whole z string is decoded and checked before h_s and Para-EM run at the
+        # declared size (entropy_coder.EntropyStreamError otherwise).
+        z_hat = decode_hyper_latent(self.entropy_bottleneck, z_string, tuple(z_hw))
         return self.h_s(z_hat / z_gain)
 
     def _encoder_device(self) -> torch.device:
