@@ -6,6 +6,8 @@ numbers and strings, never pickled code.
 from __future__ import annotations
 
 import hashlib
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..model.configs import ModelConfig
+from ..model.configs import MAX_NAME, ModelConfig
 from ..model.parahydra import ParaHydra
 from .errors import CheckpointError
 
@@ -66,38 +68,119 @@ def save_checkpoint(path: str | Path, model: ParaHydra, name: str, half: bool = 
     return identity
 
 
+#: Keys every checkpoint has (``metadata`` is optional).
+REQUIRED_KEYS = ("format", "format_version", "name", "hash", "config", "state_dict")
+#: Stored dtypes a floating-point weight may have (loaded back as float32).
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def load_checkpoint(path: str | Path | None = None) -> dict[str, Any]:
-    """The raw checkpoint dictionary (``None``: the packaged default model), validated."""
+    """The raw checkpoint dictionary (``None``: the packaged default model), validated:
+    its keys, name, hash, config (``ModelConfig.from_dict``: types and sane widths) and
+    that ``state_dict`` maps names to tensors. Any problem is one ``CheckpointError``
+    line naming the file and what is wrong; nothing is built before these checks."""
     path = Path(path) if path is not None else DEFAULT_MODEL
     if not path.is_file():
         hint = " (the packaged default model is missing: train one, see README)" if path == DEFAULT_MODEL else ""
         raise CheckpointError(f"no checkpoint at {path}{hint}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a bad file
-        raise CheckpointError(f"{path} is not a readable checkpoint: {error}") from error
+    except pickle.UnpicklingError as error:
+        # torch's message suggests weights_only=False, i.e. running the file's code: never repeat it.
+        text = str(error)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found or "Unsupported global" in text:
+            what = f" ({found.group(1)})" if found else ""
+            raise CheckpointError(f"{path}: refused: it holds pickled code or objects{what}, which a checkpoint "
+                                  "never does (nothing in it was run)") from None
+        detail = text.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler error:" in text else text
+        raise CheckpointError(f"{path} is not a readable checkpoint ({_first_line(detail)})") from None
+    except Exception as error:  # torch raises many types for a file that is not a checkpoint
+        raise CheckpointError(f"{path} is not a readable checkpoint ({_first_line(error)})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a ParaHydra checkpoint")
     if checkpoint.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {checkpoint.get('format_version')} unsupported")
+        raise CheckpointError(f"{path}: checkpoint format {checkpoint.get('format_version')!r} unsupported "
+                              f"(this version reads {FORMAT_VERSION})")
+    missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    name, digest = checkpoint["name"], checkpoint["hash"]
+    if not isinstance(name, str) or not 0 < len(name.encode()) <= MAX_NAME:
+        raise CheckpointError(f"{path}: model name must be a string of 1..{MAX_NAME} bytes")
+    if not isinstance(digest, str) or len(digest) != 16 or any(c not in "0123456789abcdef" for c in digest):
+        raise CheckpointError(f"{path}: hash must be 16 lowercase hex digits")
+    try:
+        checkpoint["config"] = ModelConfig.from_dict(checkpoint["config"]).to_dict()
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    state = checkpoint["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise CheckpointError(f"{path}: state_dict is not a mapping of names to tensors")
+    if not isinstance(checkpoint.get("metadata", {}), dict):
+        raise CheckpointError(f"{path}: metadata is not a mapping")
     return checkpoint
 
 
 def load_model(path: str | Path | None = None) -> tuple[ParaHydra, ModelIdentity, dict[str, Any]]:
-    """Build the model a checkpoint describes, in eval mode with CDF tables ready."""
+    """Build the model a checkpoint describes, in eval mode with CDF tables ready.
+
+    The weights must be the ones the config describes: every name, shape and dtype is
+    compared with the model before any is loaded, and their hash with the recorded one.
+    """
+    path = Path(path) if path is not None else DEFAULT_MODEL
     checkpoint = load_checkpoint(path)
     state = checkpoint["state_dict"]
     identity = ModelIdentity(name=checkpoint["name"], hash=checkpoint["hash"])
-    if state_hash(state) != identity.hash:
-        raise CheckpointError(f"{path}: weights do not match their recorded hash (corrupted file?)")
-    model = ParaHydra(ModelConfig.from_dict(checkpoint["config"]))
     try:
+        digest = state_hash(state)
+    except (RuntimeError, TypeError, ValueError) as error:  # e.g. a sparse or quantised tensor
+        raise CheckpointError(f"{path}: weights of a kind a checkpoint never holds ({_first_line(error)})") from None
+    if digest != identity.hash:
+        raise CheckpointError(f"{path}: weights do not match their recorded hash (corrupted file?)")
+    try:
+        model = ParaHydra(ModelConfig.from_dict(checkpoint["config"]))
+    except (ValueError, RuntimeError, AssertionError, TypeError) as error:
+        raise CheckpointError(f"{path}: its config builds no model ({_first_line(error)})") from None
+    try:
+        check_state(model, state)
         apply_state(model, state)
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {error}") from None
     model.eval()
     model.update(force=True)
     return model, identity, checkpoint.get("metadata", {})
+
+
+def check_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Raise ``CheckpointError`` unless ``state`` holds exactly ``model``'s weights (CDF
+    tables aside): the same names, shapes and kinds of dtype, all finite."""
+    own = {k: v for k, v in model.state_dict().items() if not _is_cdf_buffer(k)}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(k for k in set(state) - set(own) if not _is_cdf_buffer(k))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"weights are not those of the model its config describes ({len(missing)} missing"
+            f"{': ' + ', '.join(missing[:2]) if missing else ''}; {len(unexpected)} unexpected"
+            f"{': ' + ', '.join(unexpected[:2]) if unexpected else ''}) - another architecture?")
+    for key, expected in own.items():
+        stored = state[key]
+        if stored.shape != expected.shape:
+            raise CheckpointError(f"weight {key} has shape {tuple(stored.shape)}, the model's is "
+                                  f"{tuple(expected.shape)}")
+        if expected.is_floating_point():
+            if stored.dtype not in FLOAT_DTYPES:
+                raise CheckpointError(f"weight {key} is {stored.dtype}, not a floating-point dtype")
+            if not bool(torch.isfinite(stored).all()):
+                raise CheckpointError(f"weight {key} holds NaN or infinite values")
+        elif stored.dtype != expected.dtype:
+            raise CheckpointError(f"weight {key} is {stored.dtype}, the model's is {expected.dtype}")
+
+
+def _first_line(error: BaseException | str) -> str:
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def apply_state(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> list[str]:

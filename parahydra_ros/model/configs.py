@@ -6,12 +6,24 @@ config says exactly which variant it holds.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
 #: Images are padded to a multiple of this: z lives at 1/64 of the image and
 #: Para-EM's checkerboard needs an even latent size.
 PAD_MULTIPLE = 64
+
+#: Bounds of a configuration read from a file (a checkpoint), checked before any model is
+#: built: one that declared N = M = 4096 would allocate gigabytes first. The paper's
+#: widths are 192; these leave room for larger models without absurd ones.
+LIMITS: dict[str, tuple[int, int]] = {
+    "N": (1, 512), "M": (1, 512), "slices": (1, 64), "local_window": (1, 15), "local_heads": (1, 16),
+    "global_heads": (1, 16), "sk_reduction": (1, 256), "sk_min": (1, 512), "sk_groups": (1, 64),
+}
+MAX_HIDDEN = 2048  # each entry of ep_hidden, channel_ctx_hidden, lrp_hidden
+MAX_QUALITIES = 32
+MAX_NAME = 64
 
 JD_FUSIONS = ("pmifm", "jct", "attn2d", "hpa_only", "vpa_only", "ldmic", "none")
 ENTROPY_MODELS = ("para", "para_wo_pccm", "para_wo_pgcm", "mlicpp", "ldmic_ckbd")
@@ -81,8 +93,54 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        tuples = {k: tuple(v) for k, v in data.items() if isinstance(v, list)}
-        return cls(**{**data, **tuples})
+        """A configuration read from a file, every field checked (type, :data:`LIMITS`)
+        before anything is built; ``ValueError`` names the first bad field."""
+        if not isinstance(data, dict):
+            raise ValueError(f"config is a {type(data).__name__}, not a mapping of fields")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise ValueError(f"unknown config field(s) {', '.join(unknown)}")
+        missing = [name for name, f in known.items() if f.default is MISSING and name not in data]
+        if missing:
+            raise ValueError(f"config lacks {', '.join(missing)}")
+        return cls(**{name: _checked_field(name, value, known[name].default) for name, value in data.items()})
+
+
+def _checked_field(name: str, value: Any, default: Any) -> Any:
+    """``value`` of config field ``name`` (its type is the default's; ``N``/``M``: int)."""
+    def fail(expected: str) -> ValueError:
+        return ValueError(f"config field {name} = {_short(value)} is not {expected}")
+
+    if name in LIMITS:
+        low, high = LIMITS[name]
+        if type(value) is not int or not low <= value <= high:
+            raise fail(f"an integer in {low}..{high}")
+        return value
+    if isinstance(default, bool):
+        if type(value) is not bool:
+            raise fail("true or false")
+        return value
+    if isinstance(default, str) or default is MISSING:
+        if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME:
+            raise fail(f"a string of 1..{MAX_NAME} characters")
+        return value
+    if name == "lambdas":
+        if (not isinstance(value, (list, tuple)) or not 0 < len(value) <= MAX_QUALITIES
+                or not all(type(v) in (int, float) and math.isfinite(v) and v > 0 for v in value)):
+            raise fail(f"a list of 1..{MAX_QUALITIES} positive numbers")
+        return tuple(float(v) for v in value)
+    if isinstance(default, tuple):
+        if (not isinstance(value, (list, tuple)) or len(value) != len(default)
+                or not all(type(v) is int and 0 < v <= MAX_HIDDEN for v in value)):
+            raise fail(f"a list of {len(default)} integers in 1..{MAX_HIDDEN}")
+        return tuple(value)
+    raise AssertionError(f"no check for config field {name}")  # a new field needs one
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 PRESETS: dict[str, ModelConfig] = {
