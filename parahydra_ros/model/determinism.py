@@ -2,7 +2,7 @@
 
 The CDF index of every latent symbol comes from a predicted scale; if the decoder's
 float arithmetic differs from the encoder's by one ulp near a scale-table boundary,
-the rANS stream desynchronises and the rest of the image decodes to garbage
+the ANS stream desynchronises and the rest of the image decodes to garbage
 (``shared/notes/entropy-determinism.md`` measured this between 1 and 2 threads).
 Encoder and decoder therefore run the entropy-parameter path — hyper-synthesis,
 Para-EM contexts, scale/mean → index — on the CPU, in float32, with ONE intra-op
@@ -26,17 +26,23 @@ import torch
 
 _DETERMINISTIC_LOCK = threading.Lock()
 _deterministic_users = 0
-_deterministic_before = False
+_deterministic_before = 0
 
 
 @contextmanager
 def _deterministic_algorithms() -> Iterator[None]:
-    """Deterministic algorithms (a process-wide switch) while any thread needs them."""
+    """Deterministic algorithms (a process-wide switch) while any thread needs them.
+
+    ``set_deterministic_debug_mode("error")`` is ``use_deterministic_algorithms(True)``
+    for eager ops without its import of ``torch._inductor`` (and so ``torch._dynamo``):
+    seconds of CPU on the first coded view of a process, for a compiler not used here.
+    The previous mode (off, warn or error) is restored.
+    """
     global _deterministic_users, _deterministic_before
     with _DETERMINISTIC_LOCK:
         if _deterministic_users == 0:
-            _deterministic_before = torch.are_deterministic_algorithms_enabled()
-            torch.use_deterministic_algorithms(True)
+            _deterministic_before = torch.get_deterministic_debug_mode()
+            torch.set_deterministic_debug_mode("error")
         _deterministic_users += 1
     try:
         yield
@@ -44,7 +50,7 @@ def _deterministic_algorithms() -> Iterator[None]:
         with _DETERMINISTIC_LOCK:
             _deterministic_users -= 1
             if _deterministic_users == 0:
-                torch.use_deterministic_algorithms(_deterministic_before)
+                torch.set_deterministic_debug_mode(_deterministic_before)
 
 
 @contextmanager
