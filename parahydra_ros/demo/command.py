@@ -84,7 +84,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from ..errors import UserError
-    from ..pipeline import PipelineError
+    from .pipeline import PipelineError
 
     previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
     try:
@@ -112,7 +112,7 @@ def _main_thread() -> bool:
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     """The demo (see the module docstring); returns what ``demo.json`` holds."""
     from ..errors import UserError
-    from ..pipeline import PipelineSpec, dds_environment
+    from .pipeline import PipelineSpec, dds_environment
 
     import torch
 
@@ -144,7 +144,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(spec: Any, out: Path) -> Any:
     """``run_pipeline`` with the demo's messages."""
-    from ..pipeline import run_pipeline
+    from .pipeline import run_pipeline
 
     return run_pipeline(spec, out, say=lambda text: print(text, flush=True))
 
@@ -152,7 +152,7 @@ def run(spec: Any, out: Path) -> Any:
 def report(results: Any, args: argparse.Namespace, out: Path, began: float,
            topics: dict[str, str] | None = None) -> dict[str, Any]:
     """Print the table; write the side-by-side image, the RD plot and ``demo.json``."""
-    from ..pipeline import decoder_threads
+    from .pipeline import decoder_threads
     from .report import format_table, side_by_side, summarize, write_json
 
     spec = results.spec
