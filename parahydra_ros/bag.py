@@ -54,6 +54,9 @@ def register(subparsers) -> None:
     comp.add_argument("--cameras", required=True, action="extend", type=_topic_list,
                       help="comma-separated camera topics (sensor_msgs/Image or CompressedImage)")
     comp.add_argument("--quality", type=int, default=3, help="quality index of the model (0 = lowest rate)")
+    comp.add_argument("--keep-bad-frames", action="store_true",
+                      help="copy malformed camera messages unchanged into OUTPUT and list them in the "
+                           "summary (default: refuse the bag and name the message)")
     comp.add_argument("--verify", action="store_true",
                       help="decode every group jointly and report the PSNR against the input")
     comp.set_defaults(func=cmd_compress)
@@ -82,6 +85,7 @@ def cmd_compress(args) -> None:
         codec = _load_codec(args)
         summary = compress_bag(args.input, args.output, args.cameras, codec, args.quality, sync=_sync(args),
                                storage=args.storage, force=args.force, verify=args.verify,
+                               keep_bad_frames=args.keep_bad_frames,
                                progress=not args.no_progress)
     print(format_summary(summary))
 

@@ -47,7 +47,7 @@ def export(run: Path, name: str) -> dict:
     return {"identity": identity, "config": model.cfg.to_dict(), **keep}
 
 
-def evaluate(eval_data: Path, out_dir: Path) -> dict[str, dict]:
+def evaluate(eval_data: Path, out_dir: Path, anchors: tuple[str, ...] = ANCHORS) -> dict[str, dict]:
     reports = {}
     for label, (folder, views) in EVAL_SETS.items():
         root = eval_data / folder
@@ -55,7 +55,7 @@ def evaluate(eval_data: Path, out_dir: Path) -> dict[str, dict]:
             continue
         json_path = out_dir / f"eval_{folder}.json"
         subprocess.run([sys.executable, "-m", "parahydra_ros.cli", "eval", "--data", str(root),
-                        "--max-views", str(views), "--json", str(json_path), "--anchors", *ANCHORS,
+                        "--max-views", str(views), "--json", str(json_path), "--anchors", *anchors,
                         "--anchor-cache", str(ANCHOR_CACHE), "--control",
                         "--plot", str(out_dir / f"rd_{folder}.png")], check=True)
         reports[label] = json.loads(json_path.read_text())
@@ -171,11 +171,12 @@ def main() -> int:
     parser.add_argument("--pretrain", type=Path, nargs="*", default=[],
                         help="the runs (folders) or checkpoints RUN descends from (--init), earliest first")
     parser.add_argument("--notes", type=Path, help="hand-written Markdown put first in the card")
+    parser.add_argument("--anchors", nargs="+", default=list(ANCHORS), help="classical anchors of the card")
     parser.add_argument("--train-speed", type=Path, help="bench/train_speed.py's JSON for the card")
     args = parser.parse_args()
     torch.set_num_threads(2)
     info = export(args.run, args.name)
-    reports = evaluate(args.eval_data, WEIGHTS)
+    reports = evaluate(args.eval_data, WEIGHTS, tuple(args.anchors))
     rows = plot_curve(args.run / "metrics.csv", WEIGHTS / "training_curve.png")
     from parahydra_ros.codec.checkpoint import load_checkpoint
 
