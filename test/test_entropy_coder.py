@@ -64,6 +64,19 @@ def test_round_trip_with_escapes_over_the_whole_int32_range(tables):
     decoder.finish()
 
 
+def test_an_escape_just_past_its_table_costs_a_few_bits(tables):
+    """Escapes code their distance beyond the table (~7 bits here), not a 32-bit value, after
+    the table's escape symbol (~16 bits: its 16-bit CDF gives it the least probability) —
+    about what CompressAI's bypass coding costs."""
+    j = 5
+    inside = np.zeros(4000, dtype=np.int64)
+    beyond = inside.copy()
+    beyond[::4] = int(tables.escape[j] + tables.offsets[j]) + 2  # 1000 values 2 past the table's top
+    indexes = np.full(4000, j)
+    extra = len(_encode(tables, [(beyond, indexes)])) - len(_encode(tables, [(inside, indexes)]))
+    assert 8 * extra / 1000 < 26
+
+
 def test_a_string_shorter_than_its_symbols_stops_at_the_first_part_it_cannot_hold(tables):
     rng = np.random.default_rng(1)
     parts = _parts(rng, tables, sizes=(3000, 3000, 3000))

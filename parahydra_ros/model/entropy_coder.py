@@ -17,9 +17,11 @@ of each Para-EM slice) and holds, for each CDF index ``j`` used in that part in
 ascending order, the part's symbols with index ``j`` in C-order (one categorical
 model per call: coding stays vectorised), followed by the escape values of those
 symbols. A symbol ``s`` with ``v = s − offset[j]`` outside ``0 … L_j − 3`` is coded as
-the table's escape symbol ``L_j − 2`` and its value, zigzag-mapped to 32 bits, as
-two uniform 16-bit symbols — so any int32 round-trips, as with CompressAI's bypass
-coding. The decoder learns every index of a part before decoding it (the indexes of
+the table's escape symbol ``L_j − 2`` and its distance beyond the table, ``u = 2d + b``
+(``d ≥ 0`` how far below (``b = 1``) or above (``b = 0``) the table's range), as its bit
+length ``n`` (uniform over 0…33), then the ``n − 1`` bits under its leading one
+(uniform, ≤ 16 bits a symbol) — an escape just past a table costs ~7 bits, as with
+CompressAI's bypass coding, and any int32 round-trips. The decoder learns every index of a part before decoding it (the indexes of
 a part depend only on earlier parts), so it can split the part the same way.
 
 The *sentinel* (two fixed 16-bit symbols, encoded first and so decoded last) makes
@@ -60,6 +62,8 @@ _SENTINEL = np.array([0xC0DE, 0x0A5E], dtype=np.int32)
 #: Valid bits of a coder that holds only the sentinel (``AnsCoder.num_valid_bits``).
 SENTINEL_BITS = 35
 _UNIFORM16 = Uniform(1 << 16)
+_ESCAPE_LENGTH = Uniform(34)  # bit length of u < 2**33
+_UNIFORM = Uniform()  # a size per symbol
 #: Share of the measured code length that :meth:`CdfTables.min_bits` promises at most
 #: (constriction's re-quantisation and ANS rounding cost ≤ 2 % less, measured).
 _MIN_BITS_MARGIN = 0.9
@@ -136,7 +140,7 @@ class SymbolEncoder:
                 values = symbols[positions] - t.offsets[j]
                 escaped = (values < 0) | (values >= t.escape[j])
                 if escaped.any():
-                    coder.encode_reverse(_split16(_zigzag(symbols[positions][escaped])), _UNIFORM16)
+                    _encode_escapes(coder, values[escaped], int(t.escape[j]))
                     values[escaped] = t.escape[j]
                 coder.encode_reverse(values.astype(np.int32), t.models[j])
         return coder.get_compressed().astype("<u4").tobytes()
@@ -163,10 +167,12 @@ class SymbolDecoder:
         for j, positions in t.groups(indexes):
             values = self.coder.decode(t.models[j], len(positions)).astype(np.int64)
             escaped = values == t.escape[j]
-            symbols = values + t.offsets[j]
             count = int(escaped.sum())
             if count:
-                symbols[escaped] = _unzigzag(_join16(self.coder.decode(_UNIFORM16, 2 * count)))
+                values[escaped] = _decode_escapes(self.coder, count, int(t.escape[j]))
+            symbols = values + t.offsets[j]
+            if count and (symbols.min() < _INT32.min or symbols.max() > _INT32.max):
+                raise EntropyStreamError(f"{self.label} holds an escape value outside int32")
             out[positions] = symbols
         self._check_left()
         return out.reshape(indexes.shape)
@@ -182,21 +188,38 @@ class SymbolDecoder:
             raise EntropyStreamError(f"{self.label} ends before the declared latent is complete")
 
 
-def _zigzag(values: np.ndarray) -> np.ndarray:
-    v = values.astype(np.int64)
-    return np.where(v >= 0, 2 * v, -2 * v - 1)
+_INT32 = np.iinfo(np.int32)
+_POWERS = 1 << np.arange(34, dtype=np.int64)
 
 
-def _unzigzag(values: np.ndarray) -> np.ndarray:
-    v = values.astype(np.int64)
-    return np.where(v & 1, -(v >> 1) - 1, v >> 1)
+def _encode_escapes(coder, values: np.ndarray, escape: int) -> None:
+    """Push the escape values (table positions ``v`` outside ``0 … escape − 1``) in the
+    order :func:`_decode_escapes` pops them: bit lengths, low chunks, high chunks."""
+    below = values < 0
+    u = 2 * np.where(below, -values - 1, values - escape) + below  # < 2**33 for int32 symbols
+    n = np.searchsorted(_POWERS, u, side="right")  # bit length: 0 for u = 0
+    bits = np.maximum(n - 1, 0)
+    mantissa = u - np.where(n > 0, 1 << bits, 0)
+    low, high = np.minimum(bits, 16), np.maximum(bits - 16, 0)
+    if (high > 0).any():
+        coder.encode_reverse((mantissa[high > 0] >> 16).astype(np.int32), _UNIFORM,
+                             (1 << high[high > 0]).astype(np.int32))
+    if (low > 0).any():
+        coder.encode_reverse((mantissa[low > 0] & 0xFFFF).astype(np.int32), _UNIFORM,
+                             (1 << low[low > 0]).astype(np.int32))
+    coder.encode_reverse(n.astype(np.int32), _ESCAPE_LENGTH)
 
 
-def _split16(values: np.ndarray) -> np.ndarray:
-    """Each value < 2³² as (low, high) 16-bit halves, interleaved."""
-    return np.stack((values & 0xFFFF, values >> 16), axis=1).reshape(-1).astype(np.int32)
-
-
-def _join16(halves: np.ndarray) -> np.ndarray:
-    pairs = halves.astype(np.int64).reshape(-1, 2)
-    return pairs[:, 0] | (pairs[:, 1] << 16)
+def _decode_escapes(coder, count: int, escape: int) -> np.ndarray:
+    """The table positions ``v`` of ``count`` escaped symbols (int64)."""
+    n = coder.decode(_ESCAPE_LENGTH, count).astype(np.int64)
+    bits = np.maximum(n - 1, 0)
+    low, high = np.minimum(bits, 16), np.maximum(bits - 16, 0)
+    mantissa = np.zeros(count, dtype=np.int64)
+    if (low > 0).any():
+        mantissa[low > 0] = coder.decode(_UNIFORM, (1 << low[low > 0]).astype(np.int32))
+    if (high > 0).any():
+        mantissa[high > 0] |= coder.decode(_UNIFORM, (1 << high[high > 0]).astype(np.int32)).astype(np.int64) << 16
+    u = np.where(n > 0, (1 << bits) + mantissa, 0)
+    d, below = u >> 1, (u & 1).astype(bool)
+    return np.where(below, -d - 1, escape + d)
