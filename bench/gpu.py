@@ -538,7 +538,13 @@ def _preload(prepared: Path) -> None:
     yet), so that every step, a fork of this process, starts without importing them again."""
     started = time.time()
     try:
+        import cv2
         import torch  # noqa: F401
+
+        # Before OpenCV ever starts its thread pool: a pool inherited by a forked batch worker
+        # deadlocks there (cv2.setNumThreads in the child waits for threads the fork did not
+        # copy). The steps' image work is small; the batch workers are the parallelism.
+        cv2.setNumThreads(1)
 
         import parahydra_ros.codec.api  # noqa: F401
         import parahydra_ros.data.training  # noqa: F401
@@ -1158,12 +1164,10 @@ _WORKER_DATA = None
 
 def _worker_init(data) -> None:
     global _WORKER_DATA
-    import cv2
     import torch
 
     _WORKER_DATA = data
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+    torch.set_num_threads(1)  # OpenCV is single-threaded already (_preload): see there
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

@@ -26,6 +26,10 @@ elif [ ! -d "$wheels" ]; then
   echo "no $wheels/: without compressai's wheels this machine cannot import the codec (scripts/gpu_prepare.sh)"
 fi
 
+# OpenMP threads that wait passively: busy-waiting ones slow a step tenfold (or more) as
+# soon as another process (a batch worker, another job) wants one of their cores.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+
 # The entropy path switches deterministic algorithms on process-wide while it runs (see
 # model/determinism.py); a CUDA matmul of another thread at that moment needs this set.
 export CUBLAS_WORKSPACE_CONFIG=${CUBLAS_WORKSPACE_CONFIG:-:4096:8}
