@@ -81,22 +81,23 @@ def _topic_list(text: str) -> list[str]:
 def cmd_compress(args) -> None:
     from .bagtools import compress_bag, format_summary
 
-    with _bag_errors():
+    with _bag_errors(deferred=True) as stop:
         codec = _load_codec(args)
         summary = compress_bag(args.input, args.output, args.cameras, codec, args.quality, sync=_sync(args),
                                storage=args.storage, force=args.force, verify=args.verify,
                                keep_bad_frames=args.keep_bad_frames,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, stop=stop)
     print(format_summary(summary))
 
 
 def cmd_decompress(args) -> None:
     from .bagtools import decompress_bag, format_summary
 
-    with _bag_errors():
+    with _bag_errors(deferred=True) as stop:
         codec = _load_codec(args)
         summary = decompress_bag(args.input, args.output, codec, sync=_sync(args), storage=args.storage,
-                                 force=args.force, joint=not args.separate, progress=not args.no_progress)
+                                 force=args.force, joint=not args.separate, progress=not args.no_progress,
+                                 stop=stop)
     print(format_summary(summary))
 
 
@@ -126,24 +127,30 @@ def _sync(args) -> SyncSettings:
 
 
 @contextmanager
-def _bag_errors():
-    """Bag errors become the CLI's one-line user errors; SIGTERM and Ctrl-C stop cleanly (exit 130)."""
+def _bag_errors(deferred: bool = False):
+    """Bag errors become the CLI's one-line user errors; Ctrl-C and SIGTERM end the run with one
+    line and exit status 130. ``deferred``: a signal only sets the event this yields, which the
+    compress and decompress loops check between messages (a second signal stops at once)."""
     from .bagtools.errors import BagError
     from .bagtools.messages import DefinitionNotFound
     from .errors import UserError
 
+    stop = threading.Event()
+
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        if stop.is_set() or not deferred:
+            raise KeyboardInterrupt
+        stop.set()
 
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, interrupt) if in_main_thread else None
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
     try:
-        yield
+        yield stop
     except (BagError, DefinitionNotFound) as error:
         raise UserError(str(error)) from error
     except KeyboardInterrupt:
         print("parahydra bag: interrupted; no output was written", file=sys.stderr)
         raise SystemExit(130) from None
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -17,9 +17,14 @@ from pathlib import Path
 
 # Only light modules at the top: `parahydra info` and `--help` run without torch or
 # OpenCV (bench/startup.py); the commands that code images import them when they run.
-from .codec import container
-from .codec.errors import CheckpointError, PayloadError
-from .errors import UserError
+# Ctrl-C while they load (the first ~0.1 s of a command) exits as Ctrl-C does later on.
+try:
+    from .codec import container
+    from .codec.errors import CheckpointError, PayloadError
+    from .errors import UserError
+except KeyboardInterrupt:
+    print("parahydra: interrupted", file=sys.stderr)
+    raise SystemExit(130) from None
 
 #: Sub-commands that live in their own modules (each has ``register(subparsers)``).
 #: Only the module of the command being run is imported, so e.g. ``parahydra launch``
@@ -144,14 +149,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one sub-command; the exit status: 0, 2 for the user's error, 130 when interrupted."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and not argv[0].startswith("-") else None
-    args = build_parser(command).parse_args(argv)
     try:
+        args = build_parser(command).parse_args(argv)  # imports the command's module
         args.func(args)
     except (UserError, PayloadError, CheckpointError, FileNotFoundError) as error:
         print(f"parahydra {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C at any point, imports included: one line, no traceback
+        print(f"parahydra{f' {command}' if command else ''}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -691,3 +692,28 @@ def test_image_data_longer_than_height_times_step_is_accepted_and_counted(tmp_pa
     assert summary.topics["/cam1/image_raw"].long_data == 0 and summary.long_data == 2
     assert "/cam0/image_raw: 1 image(s) with data longer than height × step" in format_summary(summary)
     assert len(read_bag(out)[latent_topic("/cam0/image_raw")]) == 4  # 3 instants and the extra frame
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["imports", "writing"])
+def test_interrupted_compress_prints_one_line_and_exits_130(tmp_path, checkpoint, moment):
+    """Ctrl-C to a real ``parahydra bag compress``, while it still imports torch and the codec or
+    once it writes: one line on stderr, exit status 130, nothing left beside the input."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    build_bag(source, instants=INSTANTS)
+    process = subprocess.Popen([sys.executable, "-m", "parahydra_ros.cli", "bag", "compress", str(source), str(out),
+                                "--cameras", ",".join(CAMERAS), "--model", str(checkpoint), "--no-progress"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    if moment == "imports":
+        time.sleep(0.5)  # importing torch alone takes longer
+        assert not list(tmp_path.glob("out.partial-*"))
+    else:
+        deadline = time.monotonic() + 300
+        while not list(tmp_path.glob("out.partial-*")):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "interrupted" in stderr, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]

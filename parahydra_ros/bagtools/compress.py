@@ -23,6 +23,7 @@ source pixels (PSNR).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from .errors import BagError, FrameError, TopicError
 from .reading import InputBag, check_camera_topics, disk_size, open_bag
 from .summary import Progress, Summary
 from .topics import latent_topic
-from .writing import OutputBag, atomic_output, check_output, stderr_notice
+from .writing import OutputBag, atomic_output, check_output, raise_if_stopped, stderr_notice
 
 #: ``custom_data`` key of the output's metadata recording what coded it (informational).
 CUSTOM_DATA_KEY = "parahydra_ros.compress"
@@ -58,12 +59,14 @@ class _Frame:
 def compress_bag(source: Path | str, output: Path | str, cameras: Sequence[str], codec: ParaHydraCodec,
                  quality: int, *, sync: SyncSettings = SyncSettings(), storage: str | None = None,
                  force: bool = False, verify: bool = False, progress: bool = False,
-                 keep_bad_frames: bool = False, notice: Callable[[str], None] = stderr_notice) -> Summary:
+                 keep_bad_frames: bool = False, notice: Callable[[str], None] = stderr_notice,
+                 stop: threading.Event | None = None) -> Summary:
     """Write ``output``: ``source`` with every camera topic replaced by its latent topic.
 
     ``keep_bad_frames``: copy a camera message that cannot be read or coded unchanged
     (and list it in the summary) instead of stopping. ``notice`` receives the one-line
-    notes of the run (leftover staging folders removed), default stderr."""
+    notes of the run (leftover staging folders removed), default stderr. ``stop``, once set,
+    ends the run at the next message with ``KeyboardInterrupt`` and nothing written."""
     source, output = Path(source), Path(output)
     check_output(source, output, force)
     if not 0 <= quality < codec.num_qualities:
@@ -87,7 +90,8 @@ def compress_bag(source: Path | str, output: Path | str, cameras: Sequence[str],
                 "format_version": FORMAT_VERSION, "topics": {latent_topic(c): c for c in cameras}}))
             total = sum(bag.topics[c].msgcount for c in cameras)
             with Progress(total, progress, "compress") as bar:
-                frames = _encode(bag, out, factory, codec, quality, cameras, summary, bar, verify, keep_bad_frames)
+                frames = _encode(bag, out, factory, codec, quality, cameras, summary, bar, verify, keep_bad_frames,
+                                 stop)
                 for group in group_by_time(frames, len(cameras), sync):
                     summary.groups += 1
                     summary.partial_groups += not group.complete
@@ -113,7 +117,7 @@ def _default_storage(bag: InputBag) -> str:
 
 def _encode(bag: InputBag, out: OutputBag, factory: m.MessageFactory, codec: ParaHydraCodec, quality: int,
             cameras: list[str], summary: Summary, bar: Progress, verify: bool,
-            keep_bad_frames: bool) -> Iterator[tuple[int, int, _Frame]]:
+            keep_bad_frames: bool, stop: threading.Event | None) -> Iterator[tuple[int, int, _Frame]]:
     """Copy or encode every message in log-time order; yield the camera frames for grouping."""
     slot = {camera: i for i, camera in enumerate(cameras)}
     routes, originals = {}, {}
@@ -123,6 +127,7 @@ def _encode(bag: InputBag, out: OutputBag, factory: m.MessageFactory, codec: Par
         else:
             routes[connection.id] = out.copy_connection(connection)
     for msg in bag.messages():
+        raise_if_stopped(stop)
         route = routes[msg.connection.id]
         msgtype = msg.connection.msgtype
         if msg.topic not in slot:

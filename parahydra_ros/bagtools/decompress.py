@@ -16,6 +16,7 @@ and land beside the restored images, in log-time order.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -34,7 +35,7 @@ from .errors import FrameError, TopicError
 from .reading import BagMessage, InputBag, disk_size, open_bag
 from .summary import Progress, Summary
 from .topics import SUFFIX, restored_topic
-from .writing import OutputBag, atomic_output, check_output, stderr_notice
+from .writing import OutputBag, atomic_output, check_output, raise_if_stopped, stderr_notice
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,9 @@ class _Latent:
 def decompress_bag(source: Path | str, output: Path | str, codec: ParaHydraCodec, *,
                    sync: SyncSettings = SyncSettings(), storage: str | None = None, force: bool = False,
                    joint: bool = True, progress: bool = False,
-                   notice: Callable[[str], None] = stderr_notice) -> Summary:
-    """Write ``output``: ``source`` with every latent topic decoded back to images (``notice``: as
-    :func:`~parahydra_ros.bagtools.compress.compress_bag`'s)."""
+                   notice: Callable[[str], None] = stderr_notice, stop: threading.Event | None = None) -> Summary:
+    """Write ``output``: ``source`` with every latent topic decoded back to images (``notice``,
+    ``stop``: as :func:`~parahydra_ros.bagtools.compress.compress_bag`'s)."""
     source, output = Path(source), Path(output)
     check_output(source, output, force)
     start = time.perf_counter()
@@ -72,7 +73,7 @@ def decompress_bag(source: Path | str, output: Path | str, codec: ParaHydraCodec
             latents = list(targets)
             read: Counter[str] = Counter()
             with Progress(sum(bag.topics[t].msgcount for t in latents), progress, "decompress") as bar:
-                frames = _read(bag, out, routes, factory, codec, latents, summary, read)
+                frames = _read(bag, out, routes, factory, codec, latents, summary, read, stop)
                 for group in group_by_time(frames, len(latents), sync):
                     summary.groups += 1
                     summary.partial_groups += not group.complete
@@ -105,11 +106,13 @@ def _targets(bag: InputBag) -> dict[str, str]:
 
 
 def _read(bag: InputBag, out: OutputBag, routes: dict, factory: m.MessageFactory, codec: ParaHydraCodec,
-          latents: list[str], summary: Summary, read: Counter[str]) -> Iterator[tuple[int, int, _Latent]]:
+          latents: list[str], summary: Summary, read: Counter[str],
+          stop: threading.Event | None) -> Iterator[tuple[int, int, _Latent]]:
     """Copy every other message in log-time order; yield the latent frames for grouping."""
     slot = {topic: i for i, topic in enumerate(latents)}
     identity = codec.identity
     for msg in bag.messages():
+        raise_if_stopped(stop)
         msgtype = msg.connection.msgtype
         if msg.topic not in slot:
             out.write(routes[msg.connection.id], msg.log_time, msg.data)

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,6 +84,14 @@ def remove_stale_staging(output: Path, notice: Callable[[str], None] = stderr_no
         notice(f"removed {len(stale)} leftover staging folder{'s' if len(stale) > 1 else ''} of an earlier "
                f"interrupted run: {', '.join(str(p) for p in stale)}")
     return stale
+
+
+def raise_if_stopped(stop: threading.Event | None) -> None:
+    """``KeyboardInterrupt`` once ``stop`` is set (by the CLI's SIGINT/SIGTERM handler), so a
+    run ends between two messages, where ``atomic_output`` removes its staging folder as for
+    Ctrl-C; a signal raised anywhere else could land inside a library's own clean-up."""
+    if stop is not None and stop.is_set():
+        raise KeyboardInterrupt
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from __future__ import annotations
 import array
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
@@ -174,8 +174,9 @@ class CameraReplayNode(Node):
         return SetParametersResult(successful=True)
 
 
-def main(args: Sequence[str] | None = None) -> int:
-    return run_node(CameraReplayNode, DEFAULT_NAME, args)
+def main(args: Sequence[str] | None = None) -> NoReturn:
+    """The node's process: runs until Ctrl-C or SIGTERM, then exits (never returns)."""
+    run_node(CameraReplayNode, DEFAULT_NAME, args)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import array
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
@@ -284,8 +284,9 @@ class DecoderNode(WorkerNodeMixin, Node):
                                     f"{error}" + (f" ({suppressed} more)" if suppressed else ""))
 
 
-def main(args: Sequence[str] | None = None) -> int:
-    return run_node(DecoderNode, DEFAULT_NAME, args)
+def main(args: Sequence[str] | None = None) -> NoReturn:
+    """The node's process: runs until Ctrl-C or SIGTERM, then exits (never returns)."""
+    run_node(DecoderNode, DEFAULT_NAME, args)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -274,8 +274,9 @@ class EncoderNode(WorkerNodeMixin, Node):
         return (self.get_clock().now() - Time.from_msg(stamp)).nanoseconds / 1e6
 
 
-def main(args: Sequence[str] | None = None) -> int:
-    return run_node(EncoderNode, DEFAULT_NAME, args)
+def main(args: Sequence[str] | None = None) -> NoReturn:
+    """The node's process: runs until Ctrl-C or SIGTERM, then exits (never returns)."""
+    run_node(EncoderNode, DEFAULT_NAME, args)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,13 @@
 set-up), its parameters declared from its table, the codec loaded, its worker threads."""
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import rclpy
 import rclpy.logging
@@ -18,12 +23,17 @@ class NodeSetupError(ValueError):
     """A parameter value a node cannot start with; the message names the parameter."""
 
 
-def run_node(factory: Callable[[], Node], logger_name: str, args: Sequence[str] | None = None) -> int:
-    """Run one node until shutdown; return the process exit status (0, or 1 for a failed start).
+def run_node(factory: Callable[[], Node], logger_name: str, args: Sequence[str] | None = None) -> NoReturn:
+    """Run one node as this process's whole life: init, spin until Ctrl-C or SIGTERM, clean up, exit.
 
-    The node's own threads (its worker) are stopped by its ``destroy_node``. A
-    parameter or checkpoint error is logged as one FATAL line, without a traceback.
+    The exit status is 0 after a signal, 1 after a failed start (a parameter or checkpoint
+    error, logged as one FATAL line without a traceback) or an unexpected error. Clean-up is
+    bounded (the worker gets :data:`WORKER_STOP_S` to finish its item); a second SIGINT or
+    SIGTERM during it ends the process at once. The process then ends with ``os._exit``:
+    Python's own teardown of torch and thousands of modules took 1–10 s, and tearing it down
+    under a worker thread still inside a torch op aborted the process (SIGABRT).
     """
+    status = 0
     rclpy.init(args=args)
     node = None
     executor = SingleThreadedExecutor()
@@ -35,13 +45,37 @@ def run_node(factory: Callable[[], Node], logger_name: str, args: Sequence[str] 
         pass
     except (NodeSetupError, CheckpointError) as error:
         rclpy.logging.get_logger(logger_name).fatal(f"cannot start: {error}")
-        return 1
+        status = 1
+    except Exception:  # noqa: BLE001 - a bug: its traceback, then the same bounded exit
+        traceback.print_exc()
+        status = 1
     finally:
-        executor.shutdown(timeout_sec=1.0)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+        try:
+            _exit_on_next_signal(status)
+            executor.shutdown(timeout_sec=1.0)
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
+        except KeyboardInterrupt:  # a second Ctrl-C that came before the handler was in place
+            pass
+    end_process(status)
+
+
+def _exit_on_next_signal(status: int) -> None:
+    """From now on SIGINT or SIGTERM (Ctrl-C again, a launcher escalating) end the process at once."""
+    def handler(signum: int, frame: object) -> None:
+        end_process(status)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)
+
+
+def end_process(status: int) -> NoReturn:
+    """Flush what was written and leave without Python's interpreter teardown."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
 
 
 def threads_per_worker(threads: int, workers: int) -> int:
@@ -87,13 +121,17 @@ def load_codec(model: str, device: str, threads: int = 0, max_pixels: int | None
         raise NodeSetupError(f"device {device!r}: {error}") from None
 
 
+#: Seconds a stopping node waits for its worker's current item (a VGA group decodes in ~1 s).
+WORKER_STOP_S = 1.0
+
+
 class WorkerNodeMixin:
     """Stops the node's ``worker`` (a DropOldestWorker) when the node is destroyed."""
 
     def destroy_node(self) -> None:
         worker = getattr(self, "worker", None)  # absent when the constructor failed
         if worker is not None:
-            worker.stop()
+            worker.stop(timeout=WORKER_STOP_S)
         super().destroy_node()
 
 
