@@ -150,7 +150,8 @@ REPLAY = _table(
     ParamSpec("count", "integer", 0, "Stop publishing after this many groups (0: never)"),
     ParamSpec("seed", "integer", 0, "Seed of the synthetic scenes"),
     ParamSpec("muted_cameras", "string_array", [],
-              "Cameras that publish nothing (to simulate a camera that stops)", runtime=True),
+              "Cameras that publish nothing (to simulate a camera that stops); "
+              "ros2 param set NODE muted_cameras \"[]\" unmutes them all", runtime=True),
     ParamSpec("frame_id_suffix", "string", "_optical", "header.frame_id is '<camera><suffix>'"),
     ParamSpec("output_qos", "string", "reliable", f"QoS of the image publishers. {_QOS_HELP}"),
 )
