@@ -158,3 +158,37 @@ def test_init_carries_quality_gains_to_new_lambdas(tmp_path):
     extended.train_step(*extended.data.batch(0))  # and it trains at five levels
     with pytest.raises(ValueError, match="strictly ascending"):
         get_config("tiny", lambdas=(384.0, 128.0))
+
+
+def test_prefetch_yields_the_same_batches_in_the_same_order():
+    from parahydra_ros.data.prefetch import batches
+
+    data = TrainingBatches("mixed", 2, 64, (1, 3), num_qualities=4, validation_groups=1)
+    ahead = list(batches(data, 3, 9, rank=1, depth=2))  # made by a worker process
+    assert len(ahead) == 6
+    for step, (x, quality) in zip(range(3, 9), ahead):
+        expected_x, expected_quality = data.batch(step, 1)
+        assert torch.equal(x, expected_x) and torch.equal(quality, expected_quality)
+    assert [x.shape for x, _ in batches(data, 3, 9, rank=1)] == [x.shape for x, _ in ahead]
+
+
+def test_a_run_with_prefetch_is_the_run_without(tmp_path):
+    states = []
+    for prefetch in (0, 2):
+        settings = _settings(prefetch=prefetch, val_every=100)
+        trainer = Trainer(settings, _data(settings), tmp_path / str(prefetch))
+        trainer.run(command="test", until=2)  # the batches of steps 0 and 1, the same noise
+        states.append(trainer.model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_fused_adam_is_the_default_and_survives_resuming_an_unfused_state(tmp_path):
+    settings = _settings()
+    old = Trainer(_settings(fused_adam=False), _data(settings), tmp_path)
+    assert old.optimizer.param_groups[0]["fused"] is None
+    old.save(tmp_path / "old.pt", command="test")
+    resumed = Trainer(settings, _data(settings), tmp_path)
+    resumed.resume(tmp_path / "old.pt")
+    assert all(group["fused"] for opt in (resumed.optimizer, resumed.aux_optimizer)
+               for group in opt.param_groups)
+    resumed.train_step(*resumed.data.batch(0))
