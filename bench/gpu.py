@@ -54,7 +54,6 @@ import sys
 import tempfile
 import time
 import traceback
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -1039,6 +1038,7 @@ def step_training(args, out: StepOutput, result: dict) -> None:
 
 def _train_until(trainer, command: str, out: StepOutput, result: dict, args, plan: Plan) -> None:
     from parahydra_ros.codec.checkpoint import save_checkpoint
+    from parahydra_ros.data.prefetch import batches
 
     cuda = trainer.device.type == "cuda"
     checkpoint = Path(args.out) / f"{trainer.name}-gpu.pt"
@@ -1072,7 +1072,7 @@ def _train_until(trainer, command: str, out: StepOutput, result: dict, args, pla
 
     # Stop early enough for the closing validation and save (measured, with room).
     stop_at = out.deadline - 1.5 * validation_s - 3
-    batches = Prefetcher(trainer.data, first_step, workers)
+    feed = batches(trainer.data, first_step, 2**62, depth=2, workers=workers)
     totals = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "aux": 0.0}
     window, wait_s, loop_start, last_row, last_save = 0, 0.0, time.perf_counter(), time.time(), time.time()
     try:
@@ -1080,7 +1080,7 @@ def _train_until(trainer, command: str, out: StepOutput, result: dict, args, pla
             if plan.train_max_steps is not None and trainer.step - first_step >= plan.train_max_steps:
                 break
             t0 = time.perf_counter()
-            x, quality = batches.get(trainer.step)
+            x, quality = next(feed)
             t1 = time.perf_counter()
             metrics = trainer.train_step(x, quality)
             trainer.wall += time.perf_counter() - t0
@@ -1106,7 +1106,7 @@ def _train_until(trainer, command: str, out: StepOutput, result: dict, args, pla
                 save("periodic")
                 last_save = time.time()
     finally:
-        batches.close()
+        feed.close()  # ends its worker processes
     loop_s = time.perf_counter() - loop_start
     steps = trainer.step - first_step
     result.update(steps=steps, last_step=trainer.step, train_loop_s=round(loop_s, 1),
@@ -1123,57 +1123,6 @@ def _train_until(trainer, command: str, out: StepOutput, result: dict, args, pla
                                f"--init {name}")
     log(f"training: {steps} steps in {loop_s:.0f} s ({result['steps_per_s'] or 0:.2f} steps/s, "
         f"data wait {100 * (result['data_wait_fraction'] or 0):.0f} %), checkpoint {name}")
-
-
-class Prefetcher:
-    """Training batches drawn ahead by worker processes (``TrainingBatches.batch`` depends on
-    the step alone, so any process draws the same batch). Forked workers only touch the CPU."""
-
-    def __init__(self, data, first_step: int, workers: int):
-        self.data, self.next_step, self.pending = data, first_step, deque()
-        self.pool = None
-        if workers > 0:
-            import multiprocessing
-
-            self.pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init,
-                                                                 initargs=(data,))
-            self.depth = 2 * workers
-
-    def get(self, step: int):
-        import torch
-
-        if self.pool is None:
-            return self.data.batch(step)
-        while len(self.pending) < self.depth:
-            self.pending.append((self.next_step, self.pool.apply_async(_worker_batch, (self.next_step,))))
-            self.next_step += 1
-        drawn, future = self.pending.popleft()
-        if drawn != step:
-            raise RuntimeError(f"prefetched step {drawn}, asked for {step}")
-        x, quality = future.get()
-        return torch.from_numpy(x), torch.from_numpy(quality)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
-
-
-_WORKER_DATA = None
-
-
-def _worker_init(data) -> None:
-    global _WORKER_DATA
-    import torch
-
-    _WORKER_DATA = data
-    torch.set_num_threads(1)  # OpenCV is single-threaded already (_preload): see there
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _worker_batch(step: int):
-    x, quality = _WORKER_DATA.batch(step)
-    return x.numpy(), quality.numpy()
 
 
 STEP_FUNCTIONS = {"correctness": step_correctness, "speed": step_speed, "train_speed": step_train_speed,

@@ -28,14 +28,16 @@ class _Steps(Dataset):
         return self.data.batch(step, self.rank)
 
 
-def batches(data, start: int, stop: int, rank: int = 0, depth: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-    """``data.batch(step, rank)`` for ``start <= step < stop``, up to ``depth`` made ahead."""
-    if depth <= 0 or stop - start <= 1:
+def batches(data, start: int, stop: int, rank: int = 0, depth: int = 0,
+            workers: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
+    """``data.batch(step, rank)`` for ``start <= step < stop``, up to ``depth`` made ahead by
+    each of ``workers`` processes (a GPU run feeds its device with several)."""
+    if depth <= 0 or workers <= 0 or stop - start <= 1:
         for step in range(start, stop):
             yield data.batch(step, rank)
         return
     # Its own generator: a loader draws a seed for its workers, which must not come from the
     # global RNG that the training noise uses (a run with prefetch is the run without).
-    loader = DataLoader(_Steps(data, rank), batch_size=None, sampler=range(start, stop), num_workers=1,
+    loader = DataLoader(_Steps(data, rank), batch_size=None, sampler=range(start, stop), num_workers=workers,
                         prefetch_factor=depth, generator=torch.Generator().manual_seed(0))
     yield from loader
