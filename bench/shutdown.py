@@ -13,8 +13,9 @@ SIGKILL), waits until every node has logged that it is ready, and stops it:
 * ``busy, Ctrl-C twice``: as a terminal's Ctrl-C under ``ros2 launch`` (nodes share its
   process group): SIGINT to every node and to the launcher at once, and again 0.1 s later.
 
-Per node: seconds from the first SIGINT to the process's end (polled every 10 ms), its exit
-status (0 = clean; −6 would be the abort a second SIGINT used to cause), and whether the
+Per case: seconds from starting the launcher until the last node logged that it is ready
+(imports, model load, DDS set-up). Per node: seconds from the first SIGINT to the process's
+end (polled every 10 ms), its exit status (0 = clean; −6 would be the abort a second SIGINT used to cause), and whether the
 launcher had to escalate to SIGTERM. Target (issue 14): every node ≤ 2 s, never an abort.
 """
 from __future__ import annotations
@@ -36,7 +37,8 @@ from common import print_table, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = ("idle", "busy", "busy, Ctrl-C twice")
-COLUMNS = [("case", "case", "s"), ("node", "node", "s"), ("exit_s", "exit s after SIGINT", ".2f"),
+COLUMNS = [("case", "case", "s"), ("ready_s", "pipeline ready s", ".1f"), ("node", "node", "s"),
+           ("exit_s", "exit s after SIGINT", ".2f"),
            ("status", "exit status", "d"), ("sigterm", "SIGTERM needed", "s")]
 READY_MARKS = ("]: camera ", "]: decoding ", "]: publishing ")  # each node's start-up line
 
@@ -70,6 +72,7 @@ def run_case(case: str, folder: Path, cameras: int, size: tuple[int, int], rate:
     config = _pipeline_file(folder, cameras, size, rate, model, replay)
     log_path = folder / f"{case.replace(' ', '_').replace(',', '')}.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    started = time.time()
     with open(log_path, "w") as log:
         launcher = subprocess.Popen([sys.executable, "-m", "parahydra_ros.cli", "launch", str(config),
                                      "--stop-timeout", "5"], cwd=REPO, env=env, stdout=log,
@@ -108,9 +111,11 @@ def run_case(case: str, folder: Path, cameras: int, size: tuple[int, int], rate:
             launcher.wait()
     text = log_path.read_text()
     statuses = _statuses(text)
+    ready_s = max(float(line.split("[", 2)[2].split("]", 1)[0]) for line in text.splitlines()
+                  if any(mark in line for mark in READY_MARKS)) - started
     rows = []
     for pid, name in sorted(nodes.items(), key=lambda item: item[1]):
-        rows.append({"case": case, "node": name, "pid": pid, "exit_s": ended.get(pid, float("nan")),
+        rows.append({"case": case, "ready_s": ready_s, "node": name, "pid": pid, "exit_s": ended.get(pid, float("nan")),
                      "status": statuses.get(pid, 0), "sigterm": "yes" if "SIGTERM" in text else "no",
                      "aborted": "terminate called" in text or "Aborted" in text})
     return rows
