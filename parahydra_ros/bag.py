@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .bagtools.reading import STORAGES
 from .codec.container import DEFAULT_MAX_PIXELS
+from .errors import positive_int
 from .sync import SyncSettings
 
 
@@ -64,7 +65,7 @@ def register(subparsers) -> None:
     dec = sub.add_parser("decompress", help="CompressedLatent topics → sensor_msgs/Image under the original names")
     common(dec)
     dec.add_argument("--separate", action="store_true", help="decode every view alone (no joint decoding)")
-    dec.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
+    dec.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                      help="latents that declare more pixels than this (height x width) are refused "
                           "as bad messages (default %(default)s = 4096x4096)")
     dec.set_defaults(func=cmd_decompress)
@@ -114,12 +115,6 @@ def _load_codec(args):
 
     return ParaHydraCodec.load(args.model, device=args.device,
                                max_pixels=getattr(args, "max_pixels", DEFAULT_MAX_PIXELS))
-
-
-def _positive_int(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return int(text)
 
 
 def _sync(args) -> SyncSettings:

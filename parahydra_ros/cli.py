@@ -21,7 +21,7 @@ from pathlib import Path
 try:
     from .codec import container
     from .codec.errors import CheckpointError, PayloadError
-    from .errors import UserError
+    from .errors import UserError, positive_int
 except KeyboardInterrupt:
     print("parahydra: interrupted", file=sys.stderr)
     raise SystemExit(130) from None
@@ -95,17 +95,6 @@ def cmd_info(args) -> None:
           f"padded {h.padded_hw[1]}x{h.padded_hw[0]}")
     print(f"bits per pixel  {8 * len(payload) / (h.height * h.width):.4f}")
     print(f"symbols hash    {h.symbols_hash}")
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer ≥ 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
-    return value
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
