@@ -3,9 +3,10 @@
 ``TrainingBatches.batch(step, rank)`` is a pure function of ``(seed, rank, step)``, so
 making it early, elsewhere, changes nothing the run sees: :func:`batches` yields exactly
 ``data.batch(step, rank)`` for ``step = start … stop − 1``, in that order, whatever the
-depth. With ``depth`` > 0 one worker *process* (a ``DataLoader`` worker, not a thread:
-it neither holds the trainer's GIL nor stays on a CPU the trainer is pinned to) renders
-up to ``depth`` batches ahead while the step runs. It pays off only when a core is idle
+depth. With ``depth`` > 0 worker *processes* (``DataLoader`` workers, not threads: they
+neither hold the trainer's GIL nor stay on a CPU the trainer is pinned to; one for
+``parahydra train``, several for a GPU run) render up to ``depth`` batches each ahead
+while the step runs. It pays off only when a core is idle
 next to the trainer's: a synthetic multi-view batch of the ``small`` recipe costs about
 5 % of a step, a photo batch about 1 % (``bench/train_speed.py``).
 """
