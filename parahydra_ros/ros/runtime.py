@@ -129,9 +129,12 @@ class WorkerNodeMixin:
     """Stops the node's ``worker`` (a DropOldestWorker) when the node is destroyed."""
 
     def destroy_node(self) -> None:
+        """Stop the worker; destroy the node's ROS entities only once it has stopped: a worker
+        still inside an item publishes when it ends, and a publisher destroyed under it crashed
+        the process (SIGSEGV). :func:`run_node` ends the process right after this either way."""
         worker = getattr(self, "worker", None)  # absent when the constructor failed
-        if worker is not None:
-            worker.stop(timeout=WORKER_STOP_S)
+        if worker is not None and not worker.stop(timeout=WORKER_STOP_S):
+            return
         super().destroy_node()
 
 
